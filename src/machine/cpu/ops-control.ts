@@ -1,0 +1,2 @@
+// Opcode handlers: control. (Filled in by the control work.)
+export {};

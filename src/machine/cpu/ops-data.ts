@@ -1,0 +1,2 @@
+// Opcode handlers: data. (Filled in by the data work.)
+export {};

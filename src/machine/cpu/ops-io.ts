@@ -1,0 +1,2 @@
+// Opcode handlers: io. (Filled in by the io work.)
+export {};

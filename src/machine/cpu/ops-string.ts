@@ -1,0 +1,2 @@
+// Opcode handlers: string. (Filled in by the string work.)
+export {};

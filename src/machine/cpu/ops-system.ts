@@ -1,0 +1,2 @@
+// Opcode handlers: system. (Filled in by the system work.)
+export {};
