@@ -807,6 +807,9 @@ export class Cpu {
 
   /** Asynchronous work between instructions; true when the block loop must return. */
   private afterInstruction(): boolean {
+    // Events between instructions belong to the next instruction boundary: a fault raised
+    // while delivering them must save the next EIP, not the retired instruction's.
+    this.instrStart = this.eip;
     if (this.cycles >= this.nextEventCycle) this.eventHook();
     if (this.stopReason !== null || this.halted) return true;
     if (this.intrShadow) {
