@@ -179,8 +179,9 @@ export class Cpu {
     this.segSel[seg] = sel;
     this.segBase[seg] = sel << 4;
     if (!this.protectedMode) {
-      // Real mode keeps the cached limit/attributes, but a fresh CPU has 64 KiB read/write.
-      if (this.segAttr[seg] === 0) this.setSegmentCache(seg, sel, sel << 4, 0xffff, seg === CS ? 0x9b : 0x93);
+      // Real mode keeps the cached limit/attributes, but a fresh CPU has 64 KiB read/write,
+      // CS included (SDM Table 9-1: CS AR = present, R/W, accessed; CS-override writes work).
+      if (this.segAttr[seg] === 0) this.setSegmentCache(seg, sel, sel << 4, 0xffff, 0x93);
       else this.segBase[seg] = sel << 4;
     } else {
       this.setSegmentCache(seg, sel, sel << 4, 0xffff, seg === CS ? 0x9b : 0x93);
@@ -304,8 +305,18 @@ export class Cpu {
     const vpn = lin >>> 12;
     this.itlb.invalidate(vpn);
     if (this.dtlb !== this.itlb) this.dtlb.invalidate(vpn);
+    if (this.largePagesCached) {
+      // A 4 MiB page is cached as 4 KiB pieces: INVLPG of any address in it must drop them
+      // all (SDM: INVLPG invalidates the whole large-page translation). Entries of 4 KiB
+      // pages in the same 4 MiB region go too, which the architecture permits.
+      dropRegion(this.itlb, lin >>> 22);
+      if (this.dtlb !== this.itlb) dropRegion(this.dtlb, lin >>> 22);
+    }
     this.fetchLen = 0;
   }
+
+  /** A 4 MiB page has been put in a TLB (INVLPG must then drop whole 4 MiB regions). */
+  private largePagesCached = false;
 
   /**
    * Linear → physical for a data access at the current privilege (`user` = CPL 3 unless
@@ -342,12 +353,14 @@ export class Cpu {
     if ((pde & 1) === 0) this.pageFault(lin, errBase);
     const wp = (this.cr0 & CR0_WP) !== 0;
     if ((pde & 0x80) !== 0 && (this.cr4 & CR4_PSE) !== 0) {
-      // 4 MiB page: the PDE is the leaf.
+      // 4 MiB page: the PDE is the leaf. Bits 12-21 are reserved without PAT/PSE-36.
+      if ((pde & 0x003ff000) !== 0) this.pageFault(lin, errBase | 1 | 8);
       const us = (pde & 4) !== 0, rw = (pde & 2) !== 0;
       this.checkPageAccess(lin, errBase, user, write, us, rw, wp);
       const want = pde | 0x20 | (write ? 0x40 : 0);
       if (want !== pde) { mem.write32(pdeAddr, want); this.adUpdates++; pde = want; }
       const frame = ((pde & 0xffc00000) + (lin & 0x3ff000)) >>> 0;
+      this.largePagesCached = true;
       tlb.insert(lin >>> 12, frame, this.permBits(us, rw, wp, (pde & 0x40) !== 0, (pde & 0x100) !== 0));
       return (frame + (lin & 0xfff)) >>> 0;
     }
@@ -817,10 +830,12 @@ export class Cpu {
       this.updateAttention();
       return false;
     }
-    if ((this.flags & TF) !== 0 && (this.attention & 2) !== 0) {
-      // Single-step trap after an instruction that ran with TF set.
-      deliverEvent(this, Vec.DB, -1, EventKind.Trap);
+    if ((this.attention & 2) !== 0) {
+      // Single-step trap after an instruction that began with TF set (even if it cleared TF,
+      // as POPF may); delivering an event clears the bit, so INT n and faults do not trap.
+      // DR6.BS is set before delivery so the handler sees it.
       this.dr[6] |= 0x4000;
+      deliverEvent(this, Vec.DB, -1, EventKind.Trap);
     }
     this.attention &= ~2;
     if ((this.flags & TF) !== 0) this.attention |= 2;
@@ -887,6 +902,12 @@ export class Cpu {
     this.halted = true;
     this.attention |= 1;
   }
+}
+
+/** Drops every TLB entry for the 4 MiB region `region` (linear address >>> 22). */
+function dropRegion(tlb: Tlb, region: number): void {
+  const tag = tlb.tag;
+  for (let i = 0; i < tag.length; i++) if (tag[i] !== -1 && (tag[i]! >>> 10) === region) tag[i] = -1;
 }
 
 function hex(v: number): string {
