@@ -496,7 +496,7 @@ describe('BCD adjusts, conversions and flag instructions', () => {
     expect(flagsOf(cpu, CF | AF)).toBe(CF | AF);
   });
 
-  it('AAA and AAS adjust unpacked BCD (AX ± 106h on the 386 and later)', () => {
+  it('AAA and AAS adjust unpacked BCD (AX ± 106h, as since the 286)', () => {
     run(cpu, [0x37], { regs: { [EAX]: 0x010f } });
     expect(cpu.r16[0]).toBe(0x0205);
     expect(flagsOf(cpu, CF | AF)).toBe(CF | AF);

@@ -318,6 +318,55 @@ describe('CMPS / SCAS', () => {
       }), { numRuns: 200 });
   });
 
+  it('paged: REPE/REPNE CMPS and SCAS over scattered pages equal the element loop (property)', () => {
+    fc.assert(fc.property(sizeArb, fc.boolean(), fc.boolean(), fc.boolean(),
+      fc.shuffledSubarray([...Array(WIN_PAGES).keys()], { minLength: WIN_PAGES, maxLength: WIN_PAGES }),
+      fc.integer({ min: 0, max: 0x1ffff }), fc.integer({ min: 0, max: 0x1ffff }), fc.integer({ min: 0, max: 6000 }),
+      fc.integer({ min: 0, max: 0xffff }), fc.integer({ min: 1, max: 4000 }),
+      (size, isCmps, repe, back, perm, s, d, count, seed, density) => {
+        const span = count * size;
+        const fits = (o: number) => back ? o + size <= WIN_PAGES * 4096 && o - span + size >= 0 : o + span <= WIN_PAGES * 4096;
+        fc.pre(fits(s) && fits(d));
+        const opc = isCmps ? 0xa6 : 0xae;
+        const op = size === 1 ? [repe ? 0xf3 : 0xf2, opc] : size === 2 ? [0x66, repe ? 0xf3 : 0xf2, opc + 1] : [repe ? 0xf3 : 0xf2, opc + 1];
+        const cpu = paged(op, perm);
+        // Mostly equal data (zeros) with sparse differences, so that long runs occur both ways.
+        const u8 = cpu.mem.u8;
+        u8.fill(0, FRAMES, FRAMES + WIN_PAGES * 4096);
+        let x = seed | 1;
+        for (let i = 0; i < (WIN_PAGES * 4096) / density; i++) {
+          x = (x * 1103515245 + 12345) >>> 0;
+          u8[FRAMES + (x % (WIN_PAGES * 4096))] = (x >>> 16) & 1 ? 0xff : 1;
+        }
+        cpu.r32[EAX] = repe ? 0 : 0x01010101 & (2 ** (8 * size) - 1);
+        cpu.r32[ESI] = WIN + s;
+        cpu.r32[EDI] = WIN + d;
+        cpu.r32[ECX] = count;
+        cpu.flags = 2 | (back ? DF : 0);
+        const elem = (lin: number) => {
+          let v = 0;
+          for (let b = 0; b < size; b++) v += u8[linToPhys(perm, lin + b)]! * 2 ** (8 * b);
+          return v;
+        };
+        let n = 0, flags = 0, si = WIN + s, di = WIN + d;
+        const acc = cpu.r32[EAX]! >>> 0;
+        while (n < count) {
+          const a = isCmps ? elem(si) : acc, b = elem(di);
+          flags = refCmpFlags(a, b, size * 8);
+          n++;
+          si += back ? -size : size;
+          di += back ? -size : size;
+          if (repe ? !(flags & ZF) : !!(flags & ZF)) break;
+        }
+        cpu.run(1);
+        expect(cpu.r32[ECX]).toBe(count - n);
+        expect(cpu.r32[EDI]).toBe(di);
+        expect(cpu.r32[ESI]).toBe(isCmps ? si : WIN + s);
+        if (n > 0) expect(cpu.flags & (ZF | CF | SF | OF | AF | PF)).toBe(flags);
+        expect(cpu.eip).toBe(CODE + op.length);
+      }), { numRuns: 150 });
+  });
+
   it('REPNE SCASB finds a byte (strlen idiom); SCASD compares EAX', () => {
     const cpu = real([0xf2, 0xae]);
     cpu.loadRealSegment(ES, 0x3000);

@@ -150,32 +150,39 @@ export function alu32(cpu: Cpu, op: number, a: number, b: number): number {
 }
 
 // ---- INC / DEC: like ADD/SUB 1 but CF is unchanged ----
+// Per-width versions of `inc`/`dec` below: return the truncated result, set OF SF ZF AF PF.
 
+/** INC of a byte (CF unchanged). */
 export function inc8(cpu: Cpu, v: number): number {
   const r = (v + 1) & 0xff;
   cpu.flags = (cpu.flags & NOT_ARITH_KEEP_CF) | szp8(r) | ((r & 0xf) === 0 ? AF : 0) | (r === 0x80 ? OF : 0);
   return r;
 }
+/** INC of a word (CF unchanged). */
 export function inc16(cpu: Cpu, v: number): number {
   const r = (v + 1) & 0xffff;
   cpu.flags = (cpu.flags & NOT_ARITH_KEEP_CF) | szp16(r) | ((r & 0xf) === 0 ? AF : 0) | (r === 0x8000 ? OF : 0);
   return r;
 }
+/** INC of a dword (int32 result) (CF unchanged). */
 export function inc32(cpu: Cpu, v: number): number {
   const r = (v + 1) | 0;
   cpu.flags = (cpu.flags & NOT_ARITH_KEEP_CF) | szp32(r) | ((r & 0xf) === 0 ? AF : 0) | (r === -0x80000000 ? OF : 0);
   return r;
 }
+/** DEC of a byte (CF unchanged). */
 export function dec8(cpu: Cpu, v: number): number {
   const r = (v - 1) & 0xff;
   cpu.flags = (cpu.flags & NOT_ARITH_KEEP_CF) | szp8(r) | ((r & 0xf) === 0xf ? AF : 0) | (r === 0x7f ? OF : 0);
   return r;
 }
+/** DEC of a word (CF unchanged). */
 export function dec16(cpu: Cpu, v: number): number {
   const r = (v - 1) & 0xffff;
   cpu.flags = (cpu.flags & NOT_ARITH_KEEP_CF) | szp16(r) | ((r & 0xf) === 0xf ? AF : 0) | (r === 0x7fff ? OF : 0);
   return r;
 }
+/** DEC of a dword (int32 result) (CF unchanged). */
 export function dec32(cpu: Cpu, v: number): number {
   const r = (v - 1) | 0;
   cpu.flags = (cpu.flags & NOT_ARITH_KEEP_CF) | szp32(r) | ((r & 0xf) === 0xf ? AF : 0) | (r === 0x7fffffff ? OF : 0);

@@ -37,6 +37,8 @@ const enum Access { Read = 0, Write = 1, Fetch = 2 }
  */
 export class Cpu {
   readonly mem: PhysicalMemory;
+  /** `mem.u8`, cached for the fetch fast path. */
+  private readonly ram: Uint8Array;
   readonly io: PortBus;
 
   // ---- general registers ----
@@ -144,6 +146,7 @@ export class Cpu {
 
   constructor(mem: PhysicalMemory, io: PortBus, cost: CostTable, tlbs: { itlb: Tlb; dtlb: Tlb }) {
     this.mem = mem;
+    this.ram = mem.u8;
     this.io = io;
     this.cost = cost;
     this.itlb = tlbs.itlb;
@@ -408,7 +411,7 @@ export class Cpu {
   // ======================================================================================
 
   /** Refills the fetch window for the current EIP (limit check, ITLB lookup). */
-  private refillFetch(): void {
+  refillFetch(): void {
     const eip = this.eip >>> 0;
     if (eip > this.segHi[CS]!) this.raise(Vec.GP, 0);
     const lin = (this.segBase[CS]! + eip) >>> 0;
@@ -417,32 +420,64 @@ export class Cpu {
       : lin;
     const pageOff = lin & 0xfff;
     const lo = eip - pageOff;
-    const start = lo < 0 ? 0 : lo;
+    let start = lo < 0 ? 0 : lo;
     const endPage = lo + 4096;
     const endLimit = this.segHi[CS]! + 1;
     const end = endPage < endLimit ? endPage : endLimit;
+    this.fetchDelta = phys - eip;
+    // Code outside RAM (open bus) is fetched byte by byte through the slow path.
+    if (phys - pageOff + 4096 > this.mem.size) { this.fetchLo = eip; this.fetchLen = 0; this.fetchOpenBus = true; return; }
+    this.fetchOpenBus = false;
+    if (start + this.fetchDelta < 0) start = -this.fetchDelta;
     this.fetchLo = start;
     this.fetchLen = end - start;
-    this.fetchDelta = phys - eip;
+  }
+
+  private fetchOpenBus = false;
+
+  private fetch8Slow(): number {
+    this.refillFetch();
+    const eip = this.eip;
+    this.eip = eip + 1;
+    if (this.fetchOpenBus) return this.mem.read8(eip + this.fetchDelta);
+    return this.ram[eip + this.fetchDelta]!;
+  }
+
+  /** Physical address of the byte at EIP when it lies in the current fetch window, else -1. */
+  fetchPhys(): number {
+    const eip = this.eip;
+    return ((eip - this.fetchLo) >>> 0) < this.fetchLen ? eip + this.fetchDelta : -1;
   }
 
   fetch8(): number {
-    let eip = this.eip;
-    if (eip - this.fetchLo >= this.fetchLen || eip < this.fetchLo) {
-      this.refillFetch();
-      eip = this.eip;
+    const eip = this.eip;
+    if (((eip - this.fetchLo) >>> 0) < this.fetchLen) {
+      this.eip = eip + 1;
+      return this.ram[eip + this.fetchDelta]!;
     }
-    this.eip = eip + 1;
-    return this.mem.read8(eip + this.fetchDelta);
+    return this.fetch8Slow();
   }
 
   fetch16(): number {
+    const eip = this.eip;
+    if (((eip + 1 - this.fetchLo) >>> 0) < this.fetchLen && eip >= this.fetchLo) {
+      this.eip = eip + 2;
+      const a = eip + this.fetchDelta;
+      return this.ram[a]! | (this.ram[a + 1]! << 8);
+    }
     const lo = this.fetch8();
     return lo | (this.fetch8() << 8);
   }
 
   /** Returns a signed int32. */
   fetch32(): number {
+    const eip = this.eip;
+    if (((eip + 3 - this.fetchLo) >>> 0) < this.fetchLen && eip >= this.fetchLo) {
+      this.eip = eip + 4;
+      const a = eip + this.fetchDelta;
+      const m = this.ram;
+      return m[a]! | (m[a + 1]! << 8) | (m[a + 2]! << 16) | (m[a + 3]! << 24);
+    }
     const a = this.fetch16();
     return a | (this.fetch16() << 16);
   }

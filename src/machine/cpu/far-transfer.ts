@@ -1,6 +1,6 @@
 import type { Cpu } from './cpu.js';
 import { CS, DS, ES, ESP, FS, GS, SS, Vec } from './constants.js';
-import { IF, IOPL, NT, VM, WRITABLE } from './flags.js';
+import { IF, IOPL, NT, RF, VM, WRITABLE } from './flags.js';
 import { Descriptor, loadCache, readDescriptor, setAccessed, SysType } from './segmentation.js';
 
 // ======================================================================================
@@ -379,7 +379,7 @@ export function interruptReturn(cpu: Cpu): void {
     cpu.eip = size32 ? eip >>> 0 : eip & 0xffff;
     releaseStack(cpu, 3 * size);
     // Real mode: every writable flag but VM (VIF/VIP do not exist without VME).
-    cpu.setFlags(fl, size32 ? WRITABLE & ~VM : WRITABLE & 0xffff);
+    cpu.setFlags(fl & ~RF, size32 ? WRITABLE & ~VM : WRITABLE & 0xffff);
     return;
   }
   if (cpu.v86) {
@@ -391,7 +391,7 @@ export function interruptReturn(cpu: Cpu): void {
     cpu.loadRealSegment(CS, cs);
     cpu.eip = size32 ? eip >>> 0 : eip & 0xffff;
     releaseStack(cpu, 3 * size);
-    cpu.setFlags(fl, (size32 ? WRITABLE : WRITABLE & 0xffff) & ~(VM | IOPL));
+    cpu.setFlags(fl & ~RF, (size32 ? WRITABLE : WRITABLE & 0xffff) & ~(VM | IOPL));
     return;
   }
   if ((cpu.flags & NT) !== 0) taskSwitch(cpu, 'IRET with EFLAGS.NT set (task return)', cpu.readLin16(cpu.trBase, false));
@@ -410,13 +410,15 @@ export function interruptReturn(cpu: Cpu): void {
   if (oldCpl > ((cpu.flags & IOPL) >>> 12)) mask &= ~IF;
   if (oldCpl !== 0) mask &= ~IOPL;
   if (!size32) mask &= 0xffff;
+  // RF is restored from the image and then cleared when the next instruction starts; with no
+  // instruction breakpoints modelled nothing can observe it in between, so it is cleared here.
   const rpl = csSel & 3;
   if (rpl === oldCpl) {
     if (eip > dCode.limit) cpu.raise(Vec.GP, 0);
     loadCodeSegment(cpu, csSel, dCode, rpl);
     cpu.eip = eip;
     releaseStack(cpu, 3 * size);
-    cpu.setFlags(fl, mask);
+    cpu.setFlags(fl & ~RF, mask);
     return;
   }
   const espRaw = peek(cpu, 3 * size, size32);
@@ -424,7 +426,7 @@ export function interruptReturn(cpu: Cpu): void {
   checkReturnStack(cpu, ssSel, rpl);
   if (eip > dCode.limit) cpu.raise(Vec.GP, 0);
   cpu.cycles += cpu.cost.privilegeChange;
-  cpu.setFlags(fl, mask);
+  cpu.setFlags(fl & ~RF, mask);
   loadCodeSegment(cpu, csSel, dCode, rpl);
   cpu.eip = eip;
   loadStackSegment(cpu, ssSel, dStack);

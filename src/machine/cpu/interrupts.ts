@@ -155,7 +155,9 @@ function deliverProtected(cpu: Cpu, vector: number, code: number, kind: EventKin
   const size32 = (t & 8) !== 0;
   const eip = dGate.gateOffset;
   const pushCode = code >= 0 && kind !== EventKind.Software && kind !== EventKind.External && hasErrorCode(vector);
-  const oldFlags = cpu.flags;
+  // The pushed image has RF = 1 for fault-class exceptions (SDM Vol. 3 §17.3.1.1), so the
+  // restarted instruction would not re-trigger an instruction breakpoint.
+  const oldFlags = kind === EventKind.Fault && vector !== Vec.DB ? (cpu.flags | RF) >>> 0 : cpu.flags;
   let newCpl = cpu.cpl;
   const inner = !dCode.conforming && dCode.dpl < cpu.cpl;
   if (inner) {

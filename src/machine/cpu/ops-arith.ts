@@ -622,7 +622,7 @@ defineOp(0x2f, 'DAS', (cpu) => {
 });
 defineOp(0x37, 'AAA', (cpu) => {
   if (cpu.lock) lockFault(cpu);
-  // 386 and later: AX += 0x106, so a carry out of AL reaches AH (the 8086/286 add 6 to AL only).
+  // AX += 0x106 (286 and later), so a carry out of AL reaches AH; the 8086 added 6 to AL only.
   let ax = cpu.r16[0]!, adj = 0;
   if ((ax & 0xf) > 9 || (cpu.flags & AF) !== 0) {
     ax = (ax + 0x106) & 0xffff;
@@ -827,7 +827,7 @@ defineOp(0x1bd, 'BSR Gv,Ev', ...bsx(true));
 for (let r = 0; r < 8; r++) {
   defineOp(0x1c8 + r, 'BSWAP reg', (cpu) => {
     if (cpu.lock) lockFault(cpu);
-    // With a 16-bit operand the result is undefined; Intel CPUs clear the register's low word.
+    // With a 16-bit operand the result is undefined; like Bochs, clear the low word.
     cpu.r16[r << 1] = 0;
   }, (cpu) => {
     if (cpu.lock) lockFault(cpu);

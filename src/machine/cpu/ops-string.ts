@@ -271,7 +271,7 @@ function movsBulk(cpu: Cpu, size: number, n: number): number {
   const mem = cpu.mem;
   if (sLo + bytes > mem.size || dLo + bytes > mem.size) return 0;
   const u8 = mem.u8;
-  if (true) {
+  if (back ? (dLo >= sLo || dLo + bytes <= sLo) : (dLo <= sLo || dLo >= sLo + bytes)) {
     u8.copyWithin(dLo, sLo, sLo + bytes);
   } else if (size === 1) {
     if (back) for (let i = bytes - 1; i >= 0; i--) u8[dLo + i] = u8[sLo + i]!;
@@ -319,6 +319,78 @@ function stosBulk(cpu: Cpu, size: number, n: number): number {
 }
 
 /**
+ * REPE/REPNE CMPS and SCAS over up to `n` elements within one page for each pointer, reading
+ * physical memory directly; stops after the element that ends the repetition. Returns the
+ * number of iterations performed (0: take the per-element path); the flags are those of the
+ * last comparison, as if each had been executed.
+ */
+function scanBulk(cpu: Cpu, size: number, n: number, isCmps: boolean): number {
+  const back = (cpu.flags & DF) !== 0;
+  const di = stringDI(cpu);
+  let k = runInPage(cpu, ES, di, size, back, SEG_READ);
+  const srcSeg = cpu.dataSeg;
+  const si = isCmps ? stringSI(cpu) : 0;
+  if (isCmps) {
+    const ks = runInPage(cpu, srcSeg, si, size, back, SEG_READ);
+    if (ks < k) k = ks;
+  }
+  if (n < k) k = n;
+  if (k < 2) return 0;
+  const user = cpu.cpl === 3;
+  const mem = cpu.mem;
+  const span = (k - 1) * size;
+  // CMPS reads the source first.
+  const ps = isCmps ? cpu.translate(cpu.segBase[srcSeg]! + si, false, user) : 0;
+  const pd = cpu.translate(cpu.segBase[ES]! + di, false, user);
+  if ((back ? pd : pd + span) + size > mem.size || (back ? ps : ps + span) + size > mem.size) return 0;
+  const stopWhenEqual = cpu.rep === 0xf2;
+  const step = back ? -size : size;
+  const acc = size === 1 ? cpu.r8[0]! : size === 2 ? cpu.r16[0]! : cpu.r32[0]!;
+  let a = 0, b = 0, i = 0;
+  if (size === 1) {
+    const u8 = mem.u8;
+    while (i < k) {
+      a = isCmps ? u8[ps + i * step]! : acc;
+      b = u8[pd + i * step]!;
+      i++;
+      if ((a === b) === stopWhenEqual) break;
+    }
+  } else {
+    while (i < k) {
+      a = isCmps ? (size === 2 ? mem.read16(ps + i * step) : mem.read32(ps + i * step)) : acc;
+      b = size === 2 ? mem.read16(pd + i * step) : mem.read32(pd + i * step);
+      i++;
+      if ((a === b) === stopWhenEqual) break;
+    }
+  }
+  compareFlags(cpu, a >>> 0, b >>> 0, size * 8);
+  if (isCmps) advanceSI(cpu, i * step);
+  advanceDI(cpu, i * step);
+  return i;
+}
+
+/** REPE/REPNE CMPS and SCAS: page-sized scans where possible, single iterations elsewhere. */
+function repScan(cpu: Cpu, size: number, isCmps: boolean, step: StringStep, op: number): void {
+  let count = stringCount(cpu);
+  if (count === 0) return;
+  const limit = repBatchLimit(cpu);
+  const stopOnZf = cpu.rep === 0xf3 ? 0 : ZF;
+  for (let done = 0; ;) {
+    const room = limit - done;
+    const n = count < room ? count : room;
+    let k = n > 1 ? scanBulk(cpu, size, n, isCmps) : 0;
+    if (k === 0) { step(cpu); k = 1; }
+    count -= k;
+    setStringCount(cpu, count);
+    chargeIterations(cpu, done, k);
+    done += k;
+    if (count === 0) return;
+    if ((cpu.flags & ZF) === stopOnZf) return;
+    if (done >= limit) { continueLater(cpu, op); return; }
+  }
+}
+
+/**
  * REP MOVS / REP STOS: bulk chunks (one page at a time for each pointer) where possible,
  * single iterations where an element straddles a page or the segment limit, so that faults
  * are raised by exactly the element that causes them.
@@ -353,9 +425,13 @@ defineOp(0xaa, 'STOSB', (cpu) => { if (cpu.rep === 0) stos8(cpu); else repBulk(c
 defineOp(0xab, 'STOSW',
   (cpu) => { if (cpu.rep === 0) stos16(cpu); else repBulk(cpu, 2, false, stos16, 0xab); },
   (cpu) => { if (cpu.rep === 0) stos32(cpu); else repBulk(cpu, 4, false, stos32, 0xab); });
-defineOp(0xa6, 'CMPSB', (cpu) => runString(cpu, cmps8, true, 0xa6));
-defineOp(0xa7, 'CMPSW', (cpu) => runString(cpu, cmps16, true, 0xa7), (cpu) => runString(cpu, cmps32, true, 0xa7));
+defineOp(0xa6, 'CMPSB', (cpu) => { if (cpu.rep === 0) cmps8(cpu); else repScan(cpu, 1, true, cmps8, 0xa6); });
+defineOp(0xa7, 'CMPSW',
+  (cpu) => { if (cpu.rep === 0) cmps16(cpu); else repScan(cpu, 2, true, cmps16, 0xa7); },
+  (cpu) => { if (cpu.rep === 0) cmps32(cpu); else repScan(cpu, 4, true, cmps32, 0xa7); });
 defineOp(0xac, 'LODSB', (cpu) => runString(cpu, lods8, false, 0xac));
 defineOp(0xad, 'LODSW', (cpu) => runString(cpu, lods16, false, 0xad), (cpu) => runString(cpu, lods32, false, 0xad));
-defineOp(0xae, 'SCASB', (cpu) => runString(cpu, scas8, true, 0xae));
-defineOp(0xaf, 'SCASW', (cpu) => runString(cpu, scas16, true, 0xaf), (cpu) => runString(cpu, scas32, true, 0xaf));
+defineOp(0xae, 'SCASB', (cpu) => { if (cpu.rep === 0) scas8(cpu); else repScan(cpu, 1, false, scas8, 0xae); });
+defineOp(0xaf, 'SCASW',
+  (cpu) => { if (cpu.rep === 0) scas16(cpu); else repScan(cpu, 2, false, scas16, 0xaf); },
+  (cpu) => { if (cpu.rep === 0) scas32(cpu); else repScan(cpu, 4, false, scas32, 0xaf); });

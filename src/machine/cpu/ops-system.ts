@@ -248,7 +248,7 @@ defineOp(0x120, 'MOV r32,CRn', (cpu) => {
     case 2: v = cpu.cr2; break;
     case 3: v = cpu.cr3; break;
     case 4: v = cpu.cr4; break;
-    default: cpu.raise(Vec.UD);
+    default: v = cpu.raise(Vec.UD);
   }
   cpu.r32[cpu.modrmRm] = v;
 });

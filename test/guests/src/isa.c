@@ -778,7 +778,7 @@ static void run_misc(void) {
     __asm__ volatile("pushfl\n\tpopl %[s]\n\tpushl %[v]\n\tpopfl\n\tpushfl\n\tpopl %[o]\n\tpushl %[s]\n\tpopfl"
                      : [s] "=&r"(saved), [o] "=&r"(out) : [v] "r"(v) : "cc");
     rec(v, 0, 0, out, 0, 0);
-    __asm__ volatile("pushfl\n\tpopl %[s]\n\tpushl %[v]\n\tpopfw\n\tpushfw\n\tpopw %w[o]\n\tpushl %[s]\n\tpopfl"
+    __asm__ volatile("pushfl\n\tpopl %[s]\n\tpushw %w[v]\n\tpopfw\n\tpushfw\n\tpopw %w[o]\n\tpushl %[s]\n\tpopfl"
                      : [s] "=&r"(saved), [o] "=&r"(out) : [v] "r"(v) : "cc");
     rec(v, 1, 0, out & 0xffff, 0, 0);
   }
