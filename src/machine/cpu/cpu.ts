@@ -166,6 +166,8 @@ export class Cpu {
     this.cr0 = CR0_ET;
     this.cr2 = this.cr3 = this.cr4 = 0;
     this.cpl = 0;
+    // A reset reloads every descriptor cache: 64 KiB, 16-bit, read/write.
+    this.segAttr.fill(0);
     for (let s = 0; s < 6; s++) this.loadRealSegment(s, 0);
     this.updatePaging();
     this.halted = false;
