@@ -1,3 +1,61 @@
 #!/usr/bin/env node
-// Placeholder entry; the CLI work replaces it.
-console.log('virtlab');
+// The `virtlab` command. Bad input gives one line on stderr and exit status 2, never a stack
+// trace (set VIRTLAB_DEBUG=1 to see one for an internal error).
+import { realpathSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+import { ImageError } from '../guest/elf.js';
+import { ProfileError } from '../profiles/index.js';
+import { UsageError } from './errors.js';
+import { STATUS_ERROR, execCommand } from './exec.js';
+
+const HELP = `usage: virtlab <command> [options]
+
+commands:
+  exec <image>   run a Multiboot ELF (or, with --flat, a raw binary) and report the run
+
+Run "virtlab <command> --help" for a command's options.
+`;
+
+/** Runs the CLI on `argv` (without node and script); returns the exit status. */
+export function main(argv: string[]): number {
+  const [cmd, ...rest] = argv;
+  const stdout = (b: Uint8Array): void => { process.stdout.write(b); };
+  const stderr = (s: string): void => { process.stderr.write(s); };
+  try {
+    switch (cmd) {
+      case undefined:
+        stderr(HELP);
+        return STATUS_ERROR;
+      case '-h': case '--help': case 'help':
+        process.stdout.write(HELP);
+        return 0;
+      case 'exec':
+        return execCommand(rest, { stdout, stderr, help: (s) => { process.stdout.write(s); } });
+      default:
+        stderr(`virtlab: unknown command "${cmd}" (commands: exec; see virtlab --help)\n`);
+        return STATUS_ERROR;
+    }
+  } catch (e) {
+    if (e instanceof UsageError || e instanceof ImageError || e instanceof ProfileError) {
+      stderr(`virtlab: ${e.message}\n`);
+      if (e instanceof UsageError && cmd === 'exec') stderr('(see virtlab exec --help)\n');
+      return STATUS_ERROR;
+    }
+    stderr(`virtlab: internal error: ${e instanceof Error ? e.message : String(e)}\n`);
+    if (process.env.VIRTLAB_DEBUG) stderr(`${e instanceof Error ? e.stack : ''}\n`);
+    return 70;
+  }
+}
+
+/** True when this module is the program being run (not imported, e.g. by a test). */
+function isEntry(): boolean {
+  const script = process.argv[1];
+  if (!script) return false;
+  try {
+    return pathToFileURL(realpathSync(script)).href === import.meta.url;
+  } catch {
+    return false;
+  }
+}
+
+if (isEntry()) process.exitCode = main(process.argv.slice(2));

@@ -263,6 +263,22 @@ describe('group 5 (FF)', () => {
     }
   });
 
+  it('LOCK is allowed on INC/DEC of memory only', () => {
+    const cases: [number[], boolean][] = [
+      [[0xf0, 0xff, 0x07], true], // lock inc word [bx]
+      [[0xf0, 0xff, 0x0f], true], // lock dec word [bx]
+      [[0xf0, 0xff, 0xc0], false], // lock inc ax
+      [[0xf0, 0xff, 0x17], false], // lock call [bx]
+      [[0xf0, 0xeb, 0x00], false], // lock jmp $+2
+    ];
+    for (const [bytes, ok] of cases) {
+      const cpu = real(bytes);
+      cpu.r16[EBX << 1] = 0x300;
+      cpu.run(1);
+      expect(vectorTaken(cpu), bytes.map((b) => b.toString(16)).join(' ')).toBe(ok ? -1 : 6);
+    }
+  });
+
   it('CALL r/m32 in flat mode pushes a 4-byte return address', () => {
     const cpu = flat([0xff, 0xd3]); // call ebx
     cpu.r32[EBX] = 0x3000;

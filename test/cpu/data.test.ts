@@ -372,6 +372,27 @@ describe('MOV / XCHG / LEA', () => {
   });
 });
 
+describe('LOCK prefix', () => {
+  it('is #UD except on XCHG with a memory operand', () => {
+    const cases: [number[], boolean][] = [
+      [[0xf0, 0x87, 0x07], true], // lock xchg [bx],ax
+      [[0xf0, 0x86, 0x27], true], // lock xchg [bx],ah
+      [[0xf0, 0x87, 0xc3], false], // lock xchg bx,ax
+      [[0xf0, 0x89, 0x07], false], // lock mov [bx],ax
+      [[0xf0, 0x50], false], // lock push ax
+      [[0xf0, 0x90], false], // lock nop
+      [[0xf0, 0xa4], false], // lock movsb
+    ];
+    for (const [bytes, ok] of cases) {
+      const cpu = real(bytes);
+      cpu.r16[EBX << 1] = 0x300;
+      cpu.run(1);
+      expect(vectorTaken(cpu), bytes.map((b) => b.toString(16)).join(' ')).toBe(ok ? -1 : 6);
+      if (ok) expect(cpu.eip).toBe(bytes.length);
+    }
+  });
+});
+
 describe('ENTER / LEAVE', () => {
   it('ENTER with nesting level 3 copies the display and allocates the frame (32-bit)', () => {
     const cpu = flat([0xc8, 0x10, 0x00, 0x03, 0xc9]);

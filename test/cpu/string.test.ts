@@ -17,6 +17,12 @@ function machine(memBytes = 2 << 20): Cpu {
 }
 
 /** Real mode, code at 0100:0000, stack 0000:8000, exception vectors → `JMP $` stubs. */
+/** The vector of the exception a real-mode test machine took, or -1. */
+function vectorTaken(cpu: Cpu): number {
+  if (cpu.segSel[CS] !== 0 || cpu.eip < IVT_HANDLERS || cpu.eip >= IVT_HANDLERS + 128) return -1;
+  return (cpu.eip - IVT_HANDLERS) >> 2;
+}
+
 function real(bytes: number[]): Cpu {
   const cpu = machine();
   for (let v = 0; v < 32; v++) {
@@ -197,6 +203,49 @@ describe('REP MOVS', () => {
         // The page tables differ only by accessed/dirty bits; compare the data frames.
         expect(Buffer.compare(cpu.mem.u8.subarray(FRAMES), whole.mem.u8.subarray(FRAMES))).toBe(0);
       }), { numRuns: 60 });
+  });
+
+  it('stops with #GP at the segment limit, registers describing the completed iterations', () => {
+    for (const [op, size] of [[[0xf3, 0xaa], 1], [[0xf3, 0xab], 2], [[0x66, 0xf3, 0xab], 4], [[0xf3, 0xa5], 2]] as const) {
+      const cpu = real([...op]);
+      // A real-mode ES whose cached limit is 0x0FFF (as left behind by protected mode).
+      cpu.setSegmentCache(ES, 0x3000, 0x30000, 0x0fff, 0x93);
+      cpu.r32[EAX] = 0x11223344;
+      cpu.loadRealSegment(DS, 0x5000);
+      cpu.mem.u8.fill(0xaa, 0x50000, 0x51000);
+      cpu.r16[EDI << 1] = 0x0f00 + 1; // odd: the last word/dword straddles the limit
+      cpu.r16[ECX << 1] = 0x200;
+      cpu.run(1);
+      expect(vectorTaken(cpu)).toBe(13);
+      const done = Math.floor((0x1000 - 0x0f01) / size);
+      expect(cpu.r16[ECX << 1]).toBe(0x200 - done);
+      expect(cpu.r16[EDI << 1]).toBe(0x0f01 + done * size);
+      expect(cpu.mem.u8[0x30000 + 0x0f01 + done * size]).toBe(0); // the faulting element was not written
+      expect(cpu.mem.u8[0x30000 + 0x0f01 + done * size - 1]).not.toBe(0);
+      expect(cpu.mem.read16(cpu.r16[ESP << 1]!)).toBe(0); // IP of the REP instruction
+    }
+  });
+
+  it('the ADDRESS size picks SI/DI/CX or ESI/EDI/ECX', () => {
+    // 67 REP MOVSB in real mode: the count is all of ECX, the indexes ESI/EDI.
+    const a = real([0x67, 0xf3, 0xa4]);
+    a.mem.u8.fill(0x5c, 0x100, 0x100 + 0x10);
+    a.r32[ESI] = 0x100;
+    a.r32[EDI] = 0x200;
+    a.r32[ECX] = 0x10;
+    a.run(1);
+    expect([a.r32[ECX], a.r32[ESI], a.r32[EDI]]).toEqual([0, 0x110, 0x210]);
+    expect(a.mem.u8[0x20f]).toBe(0x5c);
+    // 16-bit REP STOSB in 32-bit code (67): only CX counts and DI wraps within 64 KiB.
+    const b = paged([0x67, 0xf3, 0xaa], [...Array(WIN_PAGES).keys()]);
+    b.r32[EDI] = WIN + 0xfffe; // DI = 0xFFFE; the upper half of EDI is not used for the address
+    b.r32[ECX] = 0x12340004;
+    b.r8[0] = 0x77;
+    expect(() => b.run(1)).not.toThrow();
+    expect(b.r32[ECX]).toBe(0x12340000);
+    expect(b.r32[EDI]).toBe(WIN + 0x0002); // DI wrapped: 0xFFFE + 4 = 0x0002, upper half kept
+    // The stores went to linear 0xFFFE, 0xFFFF, 0x0000, 0x0001 (flat ES base 0): identity-mapped low memory.
+    expect([b.mem.u8[0xfffe], b.mem.u8[0xffff], b.mem.u8[0], b.mem.u8[1]]).toEqual([0x77, 0x77, 0x77, 0x77]);
   });
 
   it('a non-REP MOVSB moves one byte; REP with CX = 0 does nothing', () => {

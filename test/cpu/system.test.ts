@@ -182,6 +182,34 @@ describe('interrupts and exceptions (protected mode)', () => {
     expect(cpu.cr2).toBe(stackPage + 0xffc);
   });
 
+  it('a 16-bit TSS supplies SS0:SP0 from its 16-bit layout', () => {
+    const cpu = protectedMachine();
+    cpu.trAttr = 0x83; // busy 16-bit TSS
+    cpu.mem.write16(TSS + 2, 0x8000); // SP0
+    cpu.mem.write16(TSS + 4, KDS); // SS0
+    putIdt(cpu, 0x80, gateDesc(KCS, KCODE + 0x100, 0xe, 3));
+    bytes(cpu, UCODE, [0xcd, 0x80]);
+    enterUser(cpu);
+    cpu.run(1);
+    expect(cpu.cpl).toBe(0);
+    expect(cpu.r32[ESP]).toBe(0x8000 - 20);
+    expect(cpu.mem.read32(0x8000 - 20)).toBe(UCODE + 2);
+  });
+
+  it('an invalid SS0 in the TSS is #TS(SS0) during a privilege change', () => {
+    const cpu = protectedMachine();
+    cpu.mem.write32(TSS + 8, UDS); // SS0 with RPL 3
+    putIdt(cpu, 0x80, gateDesc(KCS, KCODE + 0x100, 0xe, 3));
+    putIdt(cpu, Vec.TS, gateDesc(KCS, handlerAddr(Vec.TS), 0xe, 3));
+    bytes(cpu, UCODE, [0xcd, 0x80]);
+    enterUser(cpu);
+    cpu.run(5);
+    // #TS itself needs the same stack switch and faults again: #TS + #TS -> #DF, which also
+    // switches stacks -> triple fault; the chain names the selector error code.
+    expect(cpu.stopReason?.kind).toBe('triple-fault');
+    expect((cpu.stopReason as { detail: string }).detail).toContain('#TS(0x0020) while delivering INT 0x80');
+  });
+
   it('IRET with NT set stops as unsupported (task return)', () => {
     const cpu = protectedMachine();
     bytes(cpu, KCODE, [0xcf]);
@@ -238,10 +266,11 @@ describe('far transfers (protected mode)', () => {
   it('CALL FAR through a call gate to ring 0 copies parameters; RETF imm returns to ring 3', () => {
     const cpu = protectedMachine();
     putDesc(cpu, GDT, 6, gateDesc(KCS, KCODE + 0x200, 0xc, 3, 2)); // 32-bit call gate, 2 params
-    bytes(cpu, KCODE + 0x200, [0xca, 0x08, 0x00]); // RETF 8
+    bytes(cpu, KCODE + 0x200, [0x8e, 0xdb, 0xca, 0x08, 0x00]); // MOV DS,BX; RETF 8
     // PUSH 0x11; PUSH 0x22; CALL FAR 0033:0; NOP
     bytes(cpu, UCODE, [0x6a, 0x11, 0x6a, 0x22, 0x9a, 0, 0, 0, 0, 0x33, 0x00, 0x90]);
     enterUser(cpu);
+    cpu.r32[EBX] = KDS;
     cpu.run(3);
     expect(cpu.cpl).toBe(0);
     expect(cpu.eip).toBe(KCODE + 0x200);
@@ -253,9 +282,11 @@ describe('far transfers (protected mode)', () => {
     expect(stackDword(cpu, 3)).toBe(0x11);
     expect(stackDword(cpu, 4)).toBe(USTACK_TOP - 8);
     expect(stackDword(cpu, 5)).toBe(UDS);
-    cpu.run(1);
+    cpu.run(2);
     expect(cpu.cpl).toBe(3);
     expect(cpu.eip).toBe(UCODE + 11);
+    expect(cpu.segSel[DS]).toBe(0); // DPL 0 data is not usable at CPL 3: nulled
+    expect(cpu.segSel[ES]).toBe(UDS);
     expect(cpu.r32[ESP]).toBe(USTACK_TOP); // parameters released on the outer stack too
     expect(cpu.segSel[CS]).toBe(UCS);
   });
@@ -439,7 +470,74 @@ describe('privileged and IOPL-sensitive instructions', () => {
   });
 });
 
+describe('more privilege rules', () => {
+  it('IRET at CPL 3 cannot change IOPL, nor IF when CPL > IOPL', () => {
+    const cpu = protectedMachine();
+    bytes(cpu, UCODE, [0xcf]);
+    enterUser(cpu, UCODE, USTACK_TOP - 12);
+    cpu.mem.write32(USTACK_TOP - 12, UCODE + 0x10);
+    cpu.mem.write32(USTACK_TOP - 8, UCS);
+    cpu.mem.write32(USTACK_TOP - 4, (IOPL | IF | 0x2 | 0x1) >>> 0);
+    cpu.run(1);
+    expect(cpu.eip).toBe(UCODE + 0x10);
+    expect(cpu.flags & (IOPL | IF | 1)).toBe(1);
+  });
+
+  it('a 16-bit call gate has a 16-bit offset and pushes 16-bit CS:IP; a 16-bit RETF returns', () => {
+    const cpu = protectedMachine();
+    putDesc(cpu, GDT, 6, gateDesc(KCS, KCODE + 0x400, 0x4, 0)); // the offset's high half is dropped
+    bytes(cpu, 0x400, [0x66, 0xcb]); // RETF (16-bit operand size)
+    bytes(cpu, KCODE + 0x20, [0x9a, 0, 0, 0, 0, 0x30, 0x00]);
+    cpu.eip = KCODE + 0x20;
+    cpu.run(1);
+    expect(cpu.eip).toBe(0x400);
+    expect(cpu.r32[ESP]).toBe(KSTACK_TOP - 4);
+    expect(cpu.mem.read16(KSTACK_TOP - 4)).toBe((KCODE + 0x27) & 0xffff);
+    expect(cpu.mem.read16(KSTACK_TOP - 2)).toBe(KCS);
+    cpu.run(1);
+    expect(cpu.eip).toBe(0x27); // a 16-bit RETF pops a 16-bit IP
+    expect(cpu.r32[ESP]).toBe(KSTACK_TOP);
+  });
+
+  it('SMSW, SGDT and STR are not privileged (sensitive but silent at CPL 3); INVLPG and LGDT are', () => {
+    const cpu = protectedMachine();
+    bytes(cpu, UCODE, [0x0f, 0x01, 0xe0, 0x0f, 0x00, 0xc9, 0x0f, 0x01, 0x3b]); // SMSW EAX; STR ECX; INVLPG [EBX]
+    enterUser(cpu);
+    cpu.run(10);
+    expect(cpu.r32[EAX]).toBe(cpu.cr0);
+    expect(cpu.r32[ECX]).toBe(0x28);
+    expect(haltedIn(cpu)).toBe(Vec.GP);
+    expect(stackDword(cpu, 1)).toBe(UCODE + 6);
+  });
+
+  it('DR4/DR5 alias DR6/DR7 unless CR4.DE, which makes them #UD', () => {
+    const cpu = protectedMachine();
+    bytes(cpu, KCODE, [0x0f, 0x21, 0xe0, 0x0f, 0x22, 0xe0, 0x0f, 0x21, 0xe0]); // MOV EAX,DR4; MOV CR4,EAX; MOV EAX,DR4
+    cpu.run(1);
+    expect(cpu.r32[EAX]! >>> 0).toBe(0xffff0ff0);
+    cpu.r32[EAX] = 8;
+    cpu.run(10);
+    expect(haltedIn(cpu)).toBe(Vec.UD);
+  });
+});
+
 describe('single step', () => {
+  it('POPF that clears TF still traps after itself (TF was set when it began)', () => {
+    const cpu = protectedMachine();
+    putIdt(cpu, Vec.DB, gateDesc(KCS, KCODE + 0x100, 0xe, 0));
+    bytes(cpu, KCODE + 0x100, [0xeb, 0xfe]);
+    bytes(cpu, KCODE, [0x9d, 0x90]); // POPF; NOP
+    cpu.r32[ESP] = KSTACK_TOP - 4;
+    cpu.mem.write32(KSTACK_TOP - 4, 2);
+    cpu.flags |= TF;
+    cpu.updateAttention();
+    cpu.attention |= 2;
+    cpu.run(1);
+    expect(cpu.eip).toBe(KCODE + 0x100);
+    expect(stackDword(cpu, 0)).toBe(KCODE + 1);
+  });
+
+
   it('TF traps after each instruction, with the next EIP and DR6.BS', () => {
     const cpu = protectedMachine();
     putIdt(cpu, Vec.DB, gateDesc(KCS, KCODE + 0x100, 0xe, 0));

@@ -2,6 +2,7 @@ import type { Cpu } from './cpu.js';
 import { CS, ESP, SS, Vec } from './constants.js';
 import { AC, IF, NT, RF, TF, VM } from './flags.js';
 import { Descriptor, readDescriptor, SysType } from './segmentation.js';
+import { disassemble } from '../disassemble.js';
 import { checkInnerStack, FrameBuilder, loadCodeSegment, loadStackSegment, readTssStack, tssStack } from './far-transfer.js';
 
 /** How an event arrives, which decides the saved EIP and the privilege checks. */
@@ -57,6 +58,9 @@ export function eventName(vector: number, code: number): string {
 export function deliverEvent(cpu: Cpu, vector: number, code: number, kind: EventKind): void {
   let v = vector, c = code, k: EventKind = kind;
   const firstEip = cpu.eip >>> 0, firstCs = cpu.segSel[CS]!, firstLin = (cpu.segBase[CS]! + firstEip) >>> 0;
+  // The instruction that caused the first event: the faulting one, or the INT itself.
+  const instrLin = kind === EventKind.Fault ? firstLin
+    : kind === EventKind.Software ? (cpu.segBase[CS]! + cpu.instrStart) >>> 0 : -1;
   let chain = '';
   let firstSet = false;
   for (;;) {
@@ -83,7 +87,7 @@ export function deliverEvent(cpu: Cpu, vector: number, code: number, kind: Event
         cpu.stopReason = {
           kind: 'triple-fault',
           detail: `triple fault: first exception ${eventName(f.vector, f.code)} at ${hex16(f.cs)}:${hex32(f.eip)} ` +
-            `(linear ${hex32(firstLin)}); ${chain}`,
+            `(linear ${hex32(firstLin)}${instrLin >= 0 ? `, ${describeInstruction(cpu, instrLin)}` : ''}); ${chain}`,
         };
         if (kind === EventKind.Software) throw e;
         return;
@@ -101,6 +105,19 @@ export function deliverEvent(cpu: Cpu, vector: number, code: number, kind: Event
       }
       k = EventKind.Fault;
     }
+  }
+}
+
+/** "movaps xmm0,[eax]" for the instruction at linear `lin` (diagnostics only: loads the disassembler). */
+function describeInstruction(cpu: Cpu, lin: number): string {
+  const bytes: number[] = [];
+  for (let i = 0; i < 15; i++) bytes.push(cpu.peekLinear8(lin + i));
+  try {
+    const d = disassemble(bytes, lin, cpu.cs32 ? 32 : 16);
+    const hexBytes = bytes.slice(0, d.length || 4).map((b) => b.toString(16).padStart(2, '0')).join(' ');
+    return `instruction ${d.text} [${hexBytes}]`;
+  } catch {
+    return `bytes ${bytes.slice(0, 8).map((b) => b.toString(16).padStart(2, '0')).join(' ')}`;
   }
 }
 

@@ -6,6 +6,11 @@ import { CS, ECX, SS, Vec } from './constants.js';
 import { farCall, farJump, farReturn } from './far-transfer.js';
 import { defineOp } from './op-table.js';
 
+/** LOCK on an instruction that is not a locked read-modify-write of memory: #UD (P6). */
+function lockUD(cpu: Cpu): never {
+  cpu.raise(Vec.UD);
+}
+
 /**
  * Validates a near branch target and returns it truncated to the operand size. The CS limit
  * is checked here, not at the next fetch, so the #GP(0) reports the branch instruction
@@ -26,32 +31,37 @@ function branch(cpu: Cpu, target: number): void {
 // ---- Jcc ----
 for (let cc = 0; cc < 16; cc++) {
   defineOp(0x70 + cc, 'Jcc rel8', (cpu) => {
+    if (cpu.lock) lockUD(cpu);
     const rel = cpu.fetchS8();
     if (testCondition(cpu, cc)) branch(cpu, cpu.eip + rel);
   });
   defineOp(0x180 + cc, 'Jcc rel', (cpu) => {
+    if (cpu.lock) lockUD(cpu);
     const rel = cpu.fetch16();
     if (testCondition(cpu, cc)) branch(cpu, cpu.eip + rel);
   }, (cpu) => {
+    if (cpu.lock) lockUD(cpu);
     const rel = cpu.fetch32();
     if (testCondition(cpu, cc)) branch(cpu, cpu.eip + rel);
   });
 }
 
 // ---- JMP / CALL relative ----
-defineOp(0xeb, 'JMP rel8', (cpu) => { const rel = cpu.fetchS8(); branch(cpu, cpu.eip + rel); });
+defineOp(0xeb, 'JMP rel8', (cpu) => { if (cpu.lock) lockUD(cpu); const rel = cpu.fetchS8(); branch(cpu, cpu.eip + rel); });
 defineOp(0xe9, 'JMP rel',
-  (cpu) => { const rel = cpu.fetch16(); branch(cpu, cpu.eip + rel); },
-  (cpu) => { const rel = cpu.fetch32(); branch(cpu, cpu.eip + rel); });
+  (cpu) => { if (cpu.lock) lockUD(cpu); const rel = cpu.fetch16(); branch(cpu, cpu.eip + rel); },
+  (cpu) => { if (cpu.lock) lockUD(cpu); const rel = cpu.fetch32(); branch(cpu, cpu.eip + rel); });
 
 /** CALL rel: the target is checked before the return address is pushed. */
 defineOp(0xe8, 'CALL rel', (cpu) => {
+  if (cpu.lock) lockUD(cpu);
   const rel = cpu.fetch16();
   const t = nearTarget(cpu, cpu.eip + rel);
   cpu.push16(cpu.eip);
   cpu.eip = t;
   cpu.cycles += cpu.cost.branchTaken;
 }, (cpu) => {
+  if (cpu.lock) lockUD(cpu);
   const rel = cpu.fetch32();
   const t = nearTarget(cpu, cpu.eip + rel);
   cpu.push32(cpu.eip);
@@ -68,25 +78,28 @@ function retNear(cpu: Cpu, imm: number): void {
   cpu.eip = t;
   cpu.cycles += cpu.cost.branchTaken;
 }
-defineOp(0xc2, 'RET imm16', (cpu) => { const imm = cpu.fetch16(); retNear(cpu, imm); });
-defineOp(0xc3, 'RET', (cpu) => retNear(cpu, 0));
+defineOp(0xc2, 'RET imm16', (cpu) => { if (cpu.lock) lockUD(cpu); const imm = cpu.fetch16(); retNear(cpu, imm); });
+defineOp(0xc3, 'RET', (cpu) => { if (cpu.lock) lockUD(cpu); retNear(cpu, 0); });
 
 // ---- RETF [imm16] ----
 defineOp(0xca, 'RETF imm16', (cpu) => {
+  if (cpu.lock) lockUD(cpu);
   const imm = cpu.fetch16();
   farReturn(cpu, imm);
   cpu.cycles += cpu.cost.branchTaken;
 });
-defineOp(0xcb, 'RETF', (cpu) => { farReturn(cpu, 0); cpu.cycles += cpu.cost.branchTaken; });
+defineOp(0xcb, 'RETF', (cpu) => { if (cpu.lock) lockUD(cpu); farReturn(cpu, 0); cpu.cycles += cpu.cost.branchTaken; });
 
 // ---- far pointers in the instruction: offset (operand size) then selector ----
 defineOp(0x9a, 'CALL FAR ptr', (cpu) => {
+  if (cpu.lock) lockUD(cpu);
   const off = cpu.opsize32 ? cpu.fetch32() : cpu.fetch16();
   const sel = cpu.fetch16();
   farCall(cpu, sel, off);
   cpu.cycles += cpu.cost.branchTaken;
 });
 defineOp(0xea, 'JMP FAR ptr', (cpu) => {
+  if (cpu.lock) lockUD(cpu);
   const off = cpu.opsize32 ? cpu.fetch32() : cpu.fetch16();
   const sel = cpu.fetch16();
   farJump(cpu, sel, off);
@@ -110,10 +123,11 @@ function loop(cpu: Cpu, kind: number): void {
   }
   if (cpu.addrsize32) cpu.r32[ECX] = count; else cpu.r16[ECX << 1] = count;
 }
-defineOp(0xe0, 'LOOPNE', (cpu) => loop(cpu, 0));
-defineOp(0xe1, 'LOOPE', (cpu) => loop(cpu, 1));
-defineOp(0xe2, 'LOOP', (cpu) => loop(cpu, 2));
+defineOp(0xe0, 'LOOPNE', (cpu) => { if (cpu.lock) lockUD(cpu); loop(cpu, 0); });
+defineOp(0xe1, 'LOOPE', (cpu) => { if (cpu.lock) lockUD(cpu); loop(cpu, 1); });
+defineOp(0xe2, 'LOOP', (cpu) => { if (cpu.lock) lockUD(cpu); loop(cpu, 2); });
 defineOp(0xe3, 'JCXZ', (cpu) => {
+  if (cpu.lock) lockUD(cpu);
   const rel = cpu.fetchS8();
   const zero = cpu.addrsize32 ? cpu.r32[ECX] === 0 : cpu.r16[ECX << 1] === 0;
   if (zero) branch(cpu, cpu.eip + rel);
@@ -140,6 +154,7 @@ function farIndirect(cpu: Cpu, call: boolean): void {
 
 defineOp(0xff, 'group 5', (cpu) => {
   cpu.decodeModrm();
+  if (cpu.lock && (cpu.modrmMod === 3 || cpu.modrmReg > 1)) lockUD(cpu);
   switch (cpu.modrmReg) {
     case 0: { const v = cpu.readRMW16(); cpu.writeRMW16(inc(cpu, v, 16)); break; }
     case 1: { const v = cpu.readRMW16(); cpu.writeRMW16(dec(cpu, v, 16)); break; }
@@ -158,6 +173,7 @@ defineOp(0xff, 'group 5', (cpu) => {
   }
 }, (cpu) => {
   cpu.decodeModrm();
+  if (cpu.lock && (cpu.modrmMod === 3 || cpu.modrmReg > 1)) lockUD(cpu);
   switch (cpu.modrmReg) {
     case 0: { const v = cpu.readRMW32(); cpu.writeRMW32(inc(cpu, v, 32)); break; }
     case 1: { const v = cpu.readRMW32(); cpu.writeRMW32(dec(cpu, v, 32)); break; }

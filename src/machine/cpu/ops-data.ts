@@ -6,6 +6,11 @@ import { IF, IOPL, RF, VIF, VIP, VM, WRITABLE } from './flags.js';
 import { defineOp } from './op-table.js';
 import { loadSegment } from './segmentation.js';
 
+/** LOCK on an instruction that is not a locked read-modify-write of memory: #UD (P6). */
+function lockUD(cpu: Cpu): never {
+  cpu.raise(Vec.UD);
+}
+
 // ======================================================================================
 // Stack helpers (fault-safe: memory first, stack pointer last)
 // ======================================================================================
@@ -46,9 +51,10 @@ function pushSegment(cpu: Cpu, seg: number): void {
 }
 
 function defineSegPushPop(pushOp: number, popOp: number, seg: number, name: string): void {
-  defineOp(pushOp, `PUSH ${name}`, (cpu) => pushSegment(cpu, seg));
+  defineOp(pushOp, `PUSH ${name}`, (cpu) => { if (cpu.lock) lockUD(cpu); pushSegment(cpu, seg); });
   if (popOp >= 0) {
     defineOp(popOp, `POP ${name}`, (cpu) => {
+      if (cpu.lock) lockUD(cpu);
       popSegment(cpu, seg);
       if (seg === SS) cpu.inhibitInterrupts();
     });
@@ -65,14 +71,15 @@ defineSegPushPop(0x1a8, 0x1a9, GS, 'GS');
 // ---- PUSH/POP general registers ----
 for (let r = 0; r < 8; r++) {
   // PUSH ESP pushes the value before the decrement: the register is read before push moves SP.
-  defineOp(0x50 + r, 'PUSH r16', (cpu) => cpu.push16(cpu.r16[r << 1]!), (cpu) => cpu.push32(cpu.r32[r]!));
+  defineOp(0x50 + r, 'PUSH r16', (cpu) => { if (cpu.lock) lockUD(cpu); cpu.push16(cpu.r16[r << 1]!); }, (cpu) => { if (cpu.lock) lockUD(cpu); cpu.push32(cpu.r32[r]!); });
   // POP ESP: the popped value replaces the incremented SP.
-  defineOp(0x58 + r, 'POP r16', (cpu) => { const v = cpu.pop16(); cpu.r16[r << 1] = v; },
-    (cpu) => { const v = cpu.pop32(); cpu.r32[r] = v; });
+  defineOp(0x58 + r, 'POP r16', (cpu) => { if (cpu.lock) lockUD(cpu); const v = cpu.pop16(); cpu.r16[r << 1] = v; },
+    (cpu) => { if (cpu.lock) lockUD(cpu); const v = cpu.pop32(); cpu.r32[r] = v; });
 }
 
 /** PUSHA/PUSHAD: all eight stores happen before SP changes, so a fault leaves SP intact. */
 defineOp(0x60, 'PUSHA', (cpu) => {
+  if (cpu.lock) lockUD(cpu);
   const orig = cpu.r16[ESP << 1]!;
   let sp = cpu.sp;
   for (let r = 0; r < 8; r++) {
@@ -81,6 +88,7 @@ defineOp(0x60, 'PUSHA', (cpu) => {
   }
   cpu.sp = sp;
 }, (cpu) => {
+  if (cpu.lock) lockUD(cpu);
   const orig = cpu.r32[ESP]!;
   let sp = cpu.sp;
   for (let r = 0; r < 8; r++) {
@@ -93,6 +101,7 @@ defineOp(0x60, 'PUSHA', (cpu) => {
 /** POPA/POPAD: reads the whole frame first; the saved SP slot is skipped. */
 const popaBuf = new Int32Array(8);
 defineOp(0x61, 'POPA', (cpu) => {
+  if (cpu.lock) lockUD(cpu);
   let sp = cpu.sp;
   for (let r = 7; r >= 0; r--) {
     popaBuf[r] = cpu.readMem16(SS, sp);
@@ -101,6 +110,7 @@ defineOp(0x61, 'POPA', (cpu) => {
   for (let r = 0; r < 8; r++) if (r !== ESP) cpu.r16[r << 1] = popaBuf[r]!;
   cpu.sp = sp;
 }, (cpu) => {
+  if (cpu.lock) lockUD(cpu);
   let sp = cpu.sp;
   for (let r = 7; r >= 0; r--) {
     popaBuf[r] = cpu.readMem32(SS, sp);
@@ -112,6 +122,7 @@ defineOp(0x61, 'POPA', (cpu) => {
 
 /** BOUND: #BR when the signed index lies outside [lower, upper]; the register form is #UD. */
 defineOp(0x62, 'BOUND', (cpu) => {
+  if (cpu.lock) lockUD(cpu);
   cpu.decodeModrm();
   if (cpu.modrmMod === 3) cpu.raise(Vec.UD);
   const idx = (cpu.r16[cpu.modrmReg << 1]! << 16) >> 16;
@@ -119,6 +130,7 @@ defineOp(0x62, 'BOUND', (cpu) => {
   const hi = (cpu.readMem16(cpu.eaSeg, cpu.eaOffset + 2) << 16) >> 16;
   if (idx < lo || idx > hi) cpu.raise(Vec.BR);
 }, (cpu) => {
+  if (cpu.lock) lockUD(cpu);
   cpu.decodeModrm();
   if (cpu.modrmMod === 3) cpu.raise(Vec.UD);
   const idx = cpu.r32[cpu.modrmReg]!;
@@ -128,8 +140,8 @@ defineOp(0x62, 'BOUND', (cpu) => {
 });
 
 // ---- PUSH imm ----
-defineOp(0x68, 'PUSH imm', (cpu) => cpu.push16(cpu.fetch16()), (cpu) => cpu.push32(cpu.fetch32()));
-defineOp(0x6a, 'PUSH imm8', (cpu) => cpu.push16(cpu.fetchS8()), (cpu) => cpu.push32(cpu.fetchS8()));
+defineOp(0x68, 'PUSH imm', (cpu) => { if (cpu.lock) lockUD(cpu); cpu.push16(cpu.fetch16()); }, (cpu) => { if (cpu.lock) lockUD(cpu); cpu.push32(cpu.fetch32()); });
+defineOp(0x6a, 'PUSH imm8', (cpu) => { if (cpu.lock) lockUD(cpu); cpu.push16(cpu.fetchS8()); }, (cpu) => { if (cpu.lock) lockUD(cpu); cpu.push32(cpu.fetchS8()); });
 
 // ======================================================================================
 // MOV, XCHG, LEA
@@ -138,6 +150,7 @@ defineOp(0x6a, 'PUSH imm8', (cpu) => cpu.push16(cpu.fetchS8()), (cpu) => cpu.pus
 /** XCHG r/m, reg: the memory write happens before the register changes (LOCK is implied). */
 defineOp(0x86, 'XCHG r/m8,r8', (cpu) => {
   cpu.decodeModrm();
+  if (cpu.lock && cpu.modrmMod === 3) lockUD(cpu);
   const a = cpu.readRMW8();
   const b = cpu.getReg8(cpu.modrmReg);
   cpu.writeRMW8(b);
@@ -145,29 +158,32 @@ defineOp(0x86, 'XCHG r/m8,r8', (cpu) => {
 });
 defineOp(0x87, 'XCHG r/m,r', (cpu) => {
   cpu.decodeModrm();
+  if (cpu.lock && cpu.modrmMod === 3) lockUD(cpu);
   const a = cpu.readRMW16();
   const b = cpu.r16[cpu.modrmReg << 1]!;
   cpu.writeRMW16(b);
   cpu.r16[cpu.modrmReg << 1] = a;
 }, (cpu) => {
   cpu.decodeModrm();
+  if (cpu.lock && cpu.modrmMod === 3) lockUD(cpu);
   const a = cpu.readRMW32();
   const b = cpu.r32[cpu.modrmReg]!;
   cpu.writeRMW32(b);
   cpu.r32[cpu.modrmReg] = a;
 });
 
-defineOp(0x88, 'MOV r/m8,r8', (cpu) => { cpu.decodeModrm(); cpu.writeRM8(cpu.getReg8(cpu.modrmReg)); });
+defineOp(0x88, 'MOV r/m8,r8', (cpu) => { if (cpu.lock) lockUD(cpu); cpu.decodeModrm(); cpu.writeRM8(cpu.getReg8(cpu.modrmReg)); });
 defineOp(0x89, 'MOV r/m,r',
-  (cpu) => { cpu.decodeModrm(); cpu.writeRM16(cpu.r16[cpu.modrmReg << 1]!); },
-  (cpu) => { cpu.decodeModrm(); cpu.writeRM32(cpu.r32[cpu.modrmReg]!); });
-defineOp(0x8a, 'MOV r8,r/m8', (cpu) => { cpu.decodeModrm(); cpu.setReg8(cpu.modrmReg, cpu.readRM8()); });
+  (cpu) => { if (cpu.lock) lockUD(cpu); cpu.decodeModrm(); cpu.writeRM16(cpu.r16[cpu.modrmReg << 1]!); },
+  (cpu) => { if (cpu.lock) lockUD(cpu); cpu.decodeModrm(); cpu.writeRM32(cpu.r32[cpu.modrmReg]!); });
+defineOp(0x8a, 'MOV r8,r/m8', (cpu) => { if (cpu.lock) lockUD(cpu); cpu.decodeModrm(); cpu.setReg8(cpu.modrmReg, cpu.readRM8()); });
 defineOp(0x8b, 'MOV r,r/m',
-  (cpu) => { cpu.decodeModrm(); cpu.r16[cpu.modrmReg << 1] = cpu.readRM16(); },
-  (cpu) => { cpu.decodeModrm(); cpu.r32[cpu.modrmReg] = cpu.readRM32(); });
+  (cpu) => { if (cpu.lock) lockUD(cpu); cpu.decodeModrm(); cpu.r16[cpu.modrmReg << 1] = cpu.readRM16(); },
+  (cpu) => { if (cpu.lock) lockUD(cpu); cpu.decodeModrm(); cpu.r32[cpu.modrmReg] = cpu.readRM32(); });
 
 /** MOV r/m, Sreg: to a register with 32-bit operand size the selector is zero-extended; to memory always 16 bits. */
 defineOp(0x8c, 'MOV r/m,Sreg', (cpu) => {
+  if (cpu.lock) lockUD(cpu);
   cpu.decodeModrm();
   if (cpu.modrmReg > 5) cpu.raise(Vec.UD);
   const sel = cpu.segSel[cpu.modrmReg]!;
@@ -180,10 +196,12 @@ defineOp(0x8c, 'MOV r/m,Sreg', (cpu) => {
 
 /** LEA: the offset, truncated to the operand size; no memory access; register form #UD. */
 defineOp(0x8d, 'LEA', (cpu) => {
+  if (cpu.lock) lockUD(cpu);
   cpu.decodeModrm();
   if (cpu.modrmMod === 3) cpu.raise(Vec.UD);
   cpu.r16[cpu.modrmReg << 1] = cpu.eaOffset;
 }, (cpu) => {
+  if (cpu.lock) lockUD(cpu);
   cpu.decodeModrm();
   if (cpu.modrmMod === 3) cpu.raise(Vec.UD);
   cpu.r32[cpu.modrmReg] = cpu.eaOffset;
@@ -191,6 +209,7 @@ defineOp(0x8d, 'LEA', (cpu) => {
 
 /** MOV Sreg, r/m: CS and the nonexistent registers 6/7 are #UD; loading SS opens an interrupt shadow. */
 defineOp(0x8e, 'MOV Sreg,r/m', (cpu) => {
+  if (cpu.lock) lockUD(cpu);
   cpu.decodeModrm();
   const seg = cpu.modrmReg;
   if (seg === CS || seg > 5) cpu.raise(Vec.UD);
@@ -205,13 +224,17 @@ defineOp(0x8e, 'MOV Sreg,r/m', (cpu) => {
  * before the ModR/M decode and put back if the store faults.
  */
 defineOp(0x8f, 'POP r/m', (cpu) => {
+  if (cpu.lock) lockUD(cpu);
+  // #UD (reg != 0) takes precedence over stack faults: look at the ModR/M byte first.
+  const m = cpu.fetch8();
+  cpu.eip--;
+  if ((m & 0x38) !== 0) cpu.raise(Vec.UD);
   const size = cpu.opsize32 ? 4 : 2;
   const oldSp = cpu.r32[ESP]!;
   const v = cpu.opsize32 ? cpu.readMem32(SS, cpu.sp) : cpu.readMem16(SS, cpu.sp);
   cpu.sp = spPlus(cpu, size);
   try {
     cpu.decodeModrm();
-    if (cpu.modrmReg !== 0) cpu.raise(Vec.UD);
     if (cpu.opsize32) cpu.writeRM32(v); else cpu.writeRM16(v);
   } catch (e) {
     cpu.r32[ESP] = oldSp;
@@ -220,11 +243,13 @@ defineOp(0x8f, 'POP r/m', (cpu) => {
 });
 
 // ---- XCHG eAX, reg / NOP / PAUSE ----
-defineOp(0x90, 'NOP', () => { /* also PAUSE (F3 90): no architectural effect */ });
+defineOp(0x90, 'NOP', (cpu) => { if (cpu.lock) lockUD(cpu); /* also PAUSE (F3 90): no architectural effect */ });
 for (let r = 1; r < 8; r++) {
   defineOp(0x90 + r, 'XCHG eAX,r', (cpu) => {
+    if (cpu.lock) lockUD(cpu);
     const t = cpu.r16[EAX]!; cpu.r16[EAX] = cpu.r16[r << 1]!; cpu.r16[r << 1] = t;
   }, (cpu) => {
+    if (cpu.lock) lockUD(cpu);
     const t = cpu.r32[EAX]!; cpu.r32[EAX] = cpu.r32[r]!; cpu.r32[r] = t;
   });
 }
@@ -243,9 +268,11 @@ function v86FlagsCheck(cpu: Cpu): void {
 
 /** PUSHF: the 32-bit image has VM and RF cleared (SDM, PUSHF). */
 defineOp(0x9c, 'PUSHF', (cpu) => {
+  if (cpu.lock) lockUD(cpu);
   v86FlagsCheck(cpu);
   cpu.push16(cpu.flags & 0xffff);
 }, (cpu) => {
+  if (cpu.lock) lockUD(cpu);
   v86FlagsCheck(cpu);
   cpu.push32(cpu.flags & 0x00fcffff);
 });
@@ -270,10 +297,12 @@ function popf(cpu: Cpu, value: number): void {
   cpu.setFlags(value, mask);
 }
 defineOp(0x9d, 'POPF', (cpu) => {
+  if (cpu.lock) lockUD(cpu);
   v86FlagsCheck(cpu);
   const v = cpu.pop16();
   popf(cpu, v);
 }, (cpu) => {
+  if (cpu.lock) lockUD(cpu);
   v86FlagsCheck(cpu);
   const v = cpu.pop32();
   popf(cpu, v);
@@ -281,19 +310,19 @@ defineOp(0x9d, 'POPF', (cpu) => {
 
 // ---- MOV moffs: the offset is address-size wide; the segment is DS or the override ----
 function moffs(cpu: Cpu): number { return cpu.addrsize32 ? cpu.fetch32() >>> 0 : cpu.fetch16(); }
-defineOp(0xa0, 'MOV AL,moffs', (cpu) => { const o = moffs(cpu); cpu.r8[0] = cpu.readMem8(cpu.dataSeg, o); });
+defineOp(0xa0, 'MOV AL,moffs', (cpu) => { if (cpu.lock) lockUD(cpu); const o = moffs(cpu); cpu.r8[0] = cpu.readMem8(cpu.dataSeg, o); });
 defineOp(0xa1, 'MOV eAX,moffs',
-  (cpu) => { const o = moffs(cpu); cpu.r16[EAX] = cpu.readMem16(cpu.dataSeg, o); },
-  (cpu) => { const o = moffs(cpu); cpu.r32[EAX] = cpu.readMem32(cpu.dataSeg, o); });
-defineOp(0xa2, 'MOV moffs,AL', (cpu) => { const o = moffs(cpu); cpu.writeMem8(cpu.dataSeg, o, cpu.r8[0]!); });
+  (cpu) => { if (cpu.lock) lockUD(cpu); const o = moffs(cpu); cpu.r16[EAX] = cpu.readMem16(cpu.dataSeg, o); },
+  (cpu) => { if (cpu.lock) lockUD(cpu); const o = moffs(cpu); cpu.r32[EAX] = cpu.readMem32(cpu.dataSeg, o); });
+defineOp(0xa2, 'MOV moffs,AL', (cpu) => { if (cpu.lock) lockUD(cpu); const o = moffs(cpu); cpu.writeMem8(cpu.dataSeg, o, cpu.r8[0]!); });
 defineOp(0xa3, 'MOV moffs,eAX',
-  (cpu) => { const o = moffs(cpu); cpu.writeMem16(cpu.dataSeg, o, cpu.r16[EAX]!); },
-  (cpu) => { const o = moffs(cpu); cpu.writeMem32(cpu.dataSeg, o, cpu.r32[EAX]!); });
+  (cpu) => { if (cpu.lock) lockUD(cpu); const o = moffs(cpu); cpu.writeMem16(cpu.dataSeg, o, cpu.r16[EAX]!); },
+  (cpu) => { if (cpu.lock) lockUD(cpu); const o = moffs(cpu); cpu.writeMem32(cpu.dataSeg, o, cpu.r32[EAX]!); });
 
 // ---- MOV reg, imm ----
 for (let r = 0; r < 8; r++) {
-  defineOp(0xb0 + r, 'MOV r8,imm8', (cpu) => cpu.setReg8(r, cpu.fetch8()));
-  defineOp(0xb8 + r, 'MOV r,imm', (cpu) => { cpu.r16[r << 1] = cpu.fetch16(); }, (cpu) => { cpu.r32[r] = cpu.fetch32(); });
+  defineOp(0xb0 + r, 'MOV r8,imm8', (cpu) => { if (cpu.lock) lockUD(cpu); cpu.setReg8(r, cpu.fetch8()); });
+  defineOp(0xb8 + r, 'MOV r,imm', (cpu) => { if (cpu.lock) lockUD(cpu); cpu.r16[r << 1] = cpu.fetch16(); }, (cpu) => { if (cpu.lock) lockUD(cpu); cpu.r32[r] = cpu.fetch32(); });
 }
 
 // ---- LES/LDS/LSS/LFS/LGS: offset then selector; the segment is loaded before the register ----
@@ -312,23 +341,26 @@ function loadFarPointer(cpu: Cpu, seg: number): void {
     cpu.r16[cpu.modrmReg << 1] = off;
   }
 }
-defineOp(0xc4, 'LES', (cpu) => loadFarPointer(cpu, ES));
-defineOp(0xc5, 'LDS', (cpu) => loadFarPointer(cpu, DS));
-defineOp(0x1b2, 'LSS', (cpu) => loadFarPointer(cpu, SS));
-defineOp(0x1b4, 'LFS', (cpu) => loadFarPointer(cpu, FS));
-defineOp(0x1b5, 'LGS', (cpu) => loadFarPointer(cpu, GS));
+defineOp(0xc4, 'LES', (cpu) => { if (cpu.lock) lockUD(cpu); loadFarPointer(cpu, ES); });
+defineOp(0xc5, 'LDS', (cpu) => { if (cpu.lock) lockUD(cpu); loadFarPointer(cpu, DS); });
+defineOp(0x1b2, 'LSS', (cpu) => { if (cpu.lock) lockUD(cpu); loadFarPointer(cpu, SS); });
+defineOp(0x1b4, 'LFS', (cpu) => { if (cpu.lock) lockUD(cpu); loadFarPointer(cpu, FS); });
+defineOp(0x1b5, 'LGS', (cpu) => { if (cpu.lock) lockUD(cpu); loadFarPointer(cpu, GS); });
 
 // ---- MOV r/m, imm (/0; the immediate follows the displacement) ----
 defineOp(0xc6, 'MOV r/m8,imm8', (cpu) => {
+  if (cpu.lock) lockUD(cpu);
   cpu.decodeModrm();
   if (cpu.modrmReg !== 0) cpu.raise(Vec.UD);
   cpu.writeRM8(cpu.fetch8());
 });
 defineOp(0xc7, 'MOV r/m,imm', (cpu) => {
+  if (cpu.lock) lockUD(cpu);
   cpu.decodeModrm();
   if (cpu.modrmReg !== 0) cpu.raise(Vec.UD);
   cpu.writeRM16(cpu.fetch16());
 }, (cpu) => {
+  if (cpu.lock) lockUD(cpu);
   cpu.decodeModrm();
   if (cpu.modrmReg !== 0) cpu.raise(Vec.UD);
   cpu.writeRM32(cpu.fetch32());
@@ -344,6 +376,7 @@ defineOp(0xc7, 'MOV r/m,imm', (cpu) => {
  * the final stack pointer has been checked against the SS limit (#SS(0)).
  */
 defineOp(0xc8, 'ENTER', (cpu) => {
+  if (cpu.lock) lockUD(cpu);
   const alloc = cpu.fetch16();
   const level = cpu.fetch8() & 31;
   const os32 = cpu.opsize32;
@@ -373,6 +406,7 @@ defineOp(0xc8, 'ENTER', (cpu) => {
 
 /** LEAVE: SP ← BP (stack size), then pop BP (operand size); the read comes first. */
 defineOp(0xc9, 'LEAVE', (cpu) => {
+  if (cpu.lock) lockUD(cpu);
   const bp = cpu.ss32 ? cpu.r32[EBP]! >>> 0 : cpu.r16[EBP << 1]!;
   if (cpu.opsize32) {
     const v = cpu.readMem32(SS, bp);
@@ -387,20 +421,21 @@ defineOp(0xc9, 'LEAVE', (cpu) => {
 
 /** XLAT: AL ← [seg:(E)BX + AL], the sum wrapped to the address size. */
 defineOp(0xd7, 'XLAT', (cpu) => {
+  if (cpu.lock) lockUD(cpu);
   const off = cpu.addrsize32 ? (cpu.r32[EBX]! + cpu.r8[0]!) >>> 0 : (cpu.r16[EBX << 1]! + cpu.r8[0]!) & 0xffff;
   cpu.r8[0] = cpu.readMem8(cpu.dataSeg, off);
 });
 
 // ---- MOVZX / MOVSX ----
 defineOp(0x1b6, 'MOVZX r,r/m8',
-  (cpu) => { cpu.decodeModrm(); cpu.r16[cpu.modrmReg << 1] = cpu.readRM8(); },
-  (cpu) => { cpu.decodeModrm(); cpu.r32[cpu.modrmReg] = cpu.readRM8(); });
+  (cpu) => { if (cpu.lock) lockUD(cpu); cpu.decodeModrm(); cpu.r16[cpu.modrmReg << 1] = cpu.readRM8(); },
+  (cpu) => { if (cpu.lock) lockUD(cpu); cpu.decodeModrm(); cpu.r32[cpu.modrmReg] = cpu.readRM8(); });
 defineOp(0x1b7, 'MOVZX r,r/m16',
-  (cpu) => { cpu.decodeModrm(); cpu.r16[cpu.modrmReg << 1] = cpu.readRM16(); },
-  (cpu) => { cpu.decodeModrm(); cpu.r32[cpu.modrmReg] = cpu.readRM16(); });
+  (cpu) => { if (cpu.lock) lockUD(cpu); cpu.decodeModrm(); cpu.r16[cpu.modrmReg << 1] = cpu.readRM16(); },
+  (cpu) => { if (cpu.lock) lockUD(cpu); cpu.decodeModrm(); cpu.r32[cpu.modrmReg] = cpu.readRM16(); });
 defineOp(0x1be, 'MOVSX r,r/m8',
-  (cpu) => { cpu.decodeModrm(); cpu.r16[cpu.modrmReg << 1] = (cpu.readRM8() << 24) >> 24; },
-  (cpu) => { cpu.decodeModrm(); cpu.r32[cpu.modrmReg] = (cpu.readRM8() << 24) >> 24; });
+  (cpu) => { if (cpu.lock) lockUD(cpu); cpu.decodeModrm(); cpu.r16[cpu.modrmReg << 1] = (cpu.readRM8() << 24) >> 24; },
+  (cpu) => { if (cpu.lock) lockUD(cpu); cpu.decodeModrm(); cpu.r32[cpu.modrmReg] = (cpu.readRM8() << 24) >> 24; });
 defineOp(0x1bf, 'MOVSX r,r/m16',
-  (cpu) => { cpu.decodeModrm(); cpu.r16[cpu.modrmReg << 1] = cpu.readRM16(); },
-  (cpu) => { cpu.decodeModrm(); cpu.r32[cpu.modrmReg] = (cpu.readRM16() << 16) >> 16; });
+  (cpu) => { if (cpu.lock) lockUD(cpu); cpu.decodeModrm(); cpu.r16[cpu.modrmReg << 1] = cpu.readRM16(); },
+  (cpu) => { if (cpu.lock) lockUD(cpu); cpu.decodeModrm(); cpu.r32[cpu.modrmReg] = (cpu.readRM16() << 16) >> 16; });

@@ -12,7 +12,7 @@
 // `repIteration` for every iteration beyond the first, whatever the batch size (a
 // continuation undoes the instruction count and base cost the run loop charges again).
 import type { Cpu } from './cpu.js';
-import { ECX, EDI, ES, ESI, SEG_READ, SEG_WRITE } from './constants.js';
+import { ECX, EDI, ES, ESI, SEG_READ, SEG_WRITE, Vec } from './constants.js';
 import { AF, ARITH, CF, DF, IF, OF, PARITY, SF, TF, ZF } from './flags.js';
 import { defineOp } from './op-table.js';
 
@@ -413,25 +413,30 @@ function repBulk(cpu: Cpu, size: number, isMovs: boolean, step: StringStep, op: 
   }
 }
 
+/** LOCK on a string instruction: #UD (P6). */
+function lockUD(cpu: Cpu): never {
+  cpu.raise(Vec.UD);
+}
+
 // ======================================================================================
 // Opcodes
 // ======================================================================================
 
-defineOp(0xa4, 'MOVSB', (cpu) => { if (cpu.rep === 0) movs8(cpu); else repBulk(cpu, 1, true, movs8, 0xa4); });
+defineOp(0xa4, 'MOVSB', (cpu) => { if (cpu.lock) lockUD(cpu); if (cpu.rep === 0) movs8(cpu); else repBulk(cpu, 1, true, movs8, 0xa4); });
 defineOp(0xa5, 'MOVSW',
-  (cpu) => { if (cpu.rep === 0) movs16(cpu); else repBulk(cpu, 2, true, movs16, 0xa5); },
-  (cpu) => { if (cpu.rep === 0) movs32(cpu); else repBulk(cpu, 4, true, movs32, 0xa5); });
-defineOp(0xaa, 'STOSB', (cpu) => { if (cpu.rep === 0) stos8(cpu); else repBulk(cpu, 1, false, stos8, 0xaa); });
+  (cpu) => { if (cpu.lock) lockUD(cpu); if (cpu.rep === 0) movs16(cpu); else repBulk(cpu, 2, true, movs16, 0xa5); },
+  (cpu) => { if (cpu.lock) lockUD(cpu); if (cpu.rep === 0) movs32(cpu); else repBulk(cpu, 4, true, movs32, 0xa5); });
+defineOp(0xaa, 'STOSB', (cpu) => { if (cpu.lock) lockUD(cpu); if (cpu.rep === 0) stos8(cpu); else repBulk(cpu, 1, false, stos8, 0xaa); });
 defineOp(0xab, 'STOSW',
-  (cpu) => { if (cpu.rep === 0) stos16(cpu); else repBulk(cpu, 2, false, stos16, 0xab); },
-  (cpu) => { if (cpu.rep === 0) stos32(cpu); else repBulk(cpu, 4, false, stos32, 0xab); });
-defineOp(0xa6, 'CMPSB', (cpu) => { if (cpu.rep === 0) cmps8(cpu); else repScan(cpu, 1, true, cmps8, 0xa6); });
+  (cpu) => { if (cpu.lock) lockUD(cpu); if (cpu.rep === 0) stos16(cpu); else repBulk(cpu, 2, false, stos16, 0xab); },
+  (cpu) => { if (cpu.lock) lockUD(cpu); if (cpu.rep === 0) stos32(cpu); else repBulk(cpu, 4, false, stos32, 0xab); });
+defineOp(0xa6, 'CMPSB', (cpu) => { if (cpu.lock) lockUD(cpu); if (cpu.rep === 0) cmps8(cpu); else repScan(cpu, 1, true, cmps8, 0xa6); });
 defineOp(0xa7, 'CMPSW',
-  (cpu) => { if (cpu.rep === 0) cmps16(cpu); else repScan(cpu, 2, true, cmps16, 0xa7); },
-  (cpu) => { if (cpu.rep === 0) cmps32(cpu); else repScan(cpu, 4, true, cmps32, 0xa7); });
-defineOp(0xac, 'LODSB', (cpu) => runString(cpu, lods8, false, 0xac));
-defineOp(0xad, 'LODSW', (cpu) => runString(cpu, lods16, false, 0xad), (cpu) => runString(cpu, lods32, false, 0xad));
-defineOp(0xae, 'SCASB', (cpu) => { if (cpu.rep === 0) scas8(cpu); else repScan(cpu, 1, false, scas8, 0xae); });
+  (cpu) => { if (cpu.lock) lockUD(cpu); if (cpu.rep === 0) cmps16(cpu); else repScan(cpu, 2, true, cmps16, 0xa7); },
+  (cpu) => { if (cpu.lock) lockUD(cpu); if (cpu.rep === 0) cmps32(cpu); else repScan(cpu, 4, true, cmps32, 0xa7); });
+defineOp(0xac, 'LODSB', (cpu) => { if (cpu.lock) lockUD(cpu); runString(cpu, lods8, false, 0xac); });
+defineOp(0xad, 'LODSW', (cpu) => { if (cpu.lock) lockUD(cpu); runString(cpu, lods16, false, 0xad); }, (cpu) => { if (cpu.lock) lockUD(cpu); runString(cpu, lods32, false, 0xad); });
+defineOp(0xae, 'SCASB', (cpu) => { if (cpu.lock) lockUD(cpu); if (cpu.rep === 0) scas8(cpu); else repScan(cpu, 1, false, scas8, 0xae); });
 defineOp(0xaf, 'SCASW',
-  (cpu) => { if (cpu.rep === 0) scas16(cpu); else repScan(cpu, 2, false, scas16, 0xaf); },
-  (cpu) => { if (cpu.rep === 0) scas32(cpu); else repScan(cpu, 4, false, scas32, 0xaf); });
+  (cpu) => { if (cpu.lock) lockUD(cpu); if (cpu.rep === 0) scas16(cpu); else repScan(cpu, 2, false, scas16, 0xaf); },
+  (cpu) => { if (cpu.lock) lockUD(cpu); if (cpu.rep === 0) scas32(cpu); else repScan(cpu, 4, false, scas32, 0xaf); });

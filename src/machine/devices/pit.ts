@@ -24,8 +24,8 @@ class Counter {
   /** Ticks already counted when a gate-low pause began (modes 0, 4), else -1. */
   pausedAt = -1;
   gate: boolean;
-  /** Output level while not running. */
-  idleOut = false;
+  /** Output level while not running (high at power-on: no edge when first programmed). */
+  idleOut = true;
   /** LSB/MSB toggles for `rw` = 3. */
   writeMsbNext = false;
   readMsbNext = false;
@@ -138,7 +138,7 @@ export class Pit {
   private readonly clock: Clock;
   private readonly timer: number;
   private readonly setIrq0: (level: boolean) => void;
-  private irqLevel = false;
+  private irqLevel = true;
   private speaker = false;
   /** Rising edges of channel 0's output seen so far (timer interrupts requested). */
   irq0Edges = 0;

@@ -1,0 +1,152 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { ImageError, isElf, parseElf32 } from '../guest/elf.js';
+import { Machine, type RunOutcome } from '../machine/machine.js';
+import { loadProfile, DEFAULT_PROFILE } from '../profiles/index.js';
+import { buildRunRecord, serializeRunRecord, writeFileAtomic } from './run-record.js';
+import { UsageError } from './errors.js';
+
+export const EXEC_USAGE = `usage: virtlab exec <image> [options]
+
+Runs a guest image on the emulated PC (native mode): the guest's console (port 0xE9 and
+COM1) goes to stdout as it is produced.
+
+options:
+  --max-instructions N   stop after N retired instructions (default 1000000000)
+  --memory MiB           RAM size (default 64)
+  --profile NAME|FILE    cost profile: a built-in name or a JSON file (default ${DEFAULT_PROFILE})
+  --json FILE            write the run record (virtlab.run/1) to FILE, atomically
+  --flat ADDR            the image is a raw binary: load it at ADDR (hex 0x... or decimal)
+  --entry ADDR           with --flat: entry point (default: the load address)
+  --real-mode            with --flat: start in real mode (default: flat 32-bit protected mode)
+  --cmdline TEXT         Multiboot command line (the kernel sees "<image> TEXT", as under QEMU)
+  -h, --help             this help
+
+exit status:
+  (v << 1 | 1) & 0xff    the guest wrote v to the exit device (port 0xF4, as QEMU's isa-debug-exit)
+  2                      bad input (missing file, not a loadable image, invalid profile, bad option),
+                         an instruction virtlab does not implement, or a triple fault
+  3                      the instruction limit was reached
+  4                      the guest halted with interrupts disabled, or asked for a reset
+`;
+
+/** Exit statuses of `virtlab exec` other than the guest's own. */
+export const STATUS_ERROR = 2;
+export const STATUS_LIMIT = 3;
+export const STATUS_STOPPED = 4;
+
+function parseNumber(flag: string, text: string, min: number, max: number): number {
+  const t = text.replace(/_/g, '');
+  const v = /^0x[0-9a-f]+$/i.test(t) ? parseInt(t, 16) : /^[0-9]+$/.test(t) ? Number(t) : /^[0-9.]+e[0-9]+$/i.test(t) ? Number(t) : NaN;
+  if (!Number.isSafeInteger(v) || v < min || v > max) throw new UsageError(`${flag}: expected an integer in ${min}..${max}, got "${text}"`);
+  return v;
+}
+
+function hex(v: number): string {
+  return '0x' + (v >>> 0).toString(16).padStart(8, '0');
+}
+
+/** The process exit status for an outcome, and the one-line message for stderr (or null). */
+export function statusFor(o: RunOutcome): { status: number; message: string | null } {
+  const e = o.exit;
+  switch (e.reason) {
+    case 'exit-device': return { status: e.code & 0xff, message: null };
+    case 'triple-fault': return { status: STATUS_ERROR, message: `triple fault (the guest's outcome): ${e.detail}` };
+    case 'unsupported':
+      return { status: STATUS_ERROR, message: `unsupported instruction at ${hex(e.address)}: ${e.disassembly} (bytes ${e.bytes}): ${e.detail}` };
+    case 'instruction-limit': return { status: STATUS_LIMIT, message: e.detail };
+    case 'halt': return { status: STATUS_STOPPED, message: `guest halted: ${e.detail}` };
+    case 'shutdown': return { status: STATUS_STOPPED, message: `guest shut down: ${e.detail}` };
+  }
+}
+
+function readImage(path: string): Uint8Array {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : code === 'EACCES' ? 'permission denied' : `cannot read (${code ?? String(e)})`;
+    throw new ImageError(path, why);
+  }
+}
+
+/**
+ * `virtlab exec`: returns the process exit status. Throws UsageError, ImageError or
+ * ProfileError for bad input (the caller prints the one-line message and exits 2).
+ */
+export function execCommand(argv: string[], out: { stdout: (b: Uint8Array) => void; stderr: (s: string) => void; help: (s: string) => void }): number {
+  const { values, positionals } = (() => {
+    try {
+      return parseArgs({
+        args: argv,
+        allowPositionals: true,
+        strict: true,
+        options: {
+          'max-instructions': { type: 'string' },
+          memory: { type: 'string' },
+          profile: { type: 'string' },
+          json: { type: 'string' },
+          flat: { type: 'string' },
+          entry: { type: 'string' },
+          'real-mode': { type: 'boolean' },
+          cmdline: { type: 'string' },
+          help: { type: 'boolean', short: 'h' },
+        },
+      });
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+  })();
+  if (values.help) { out.help(EXEC_USAGE); return 0; }
+  if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'exec: missing <image>' : `exec: expected one image, got ${positionals.length}: ${positionals.join(' ')}`);
+  const imagePath = positionals[0]!;
+  const maxInstructions = values['max-instructions'] !== undefined ? parseNumber('--max-instructions', values['max-instructions'], 1, Number.MAX_SAFE_INTEGER) : 1_000_000_000;
+  const memoryMiB = values.memory !== undefined ? parseNumber('--memory', values.memory, 1, 2048) : 64;
+  const flat = values.flat !== undefined ? parseNumber('--flat', values.flat, 0, 0xffffffff) : undefined;
+  if (flat === undefined && (values.entry !== undefined || values['real-mode'])) throw new UsageError('--entry and --real-mode need --flat ADDR');
+  if (flat !== undefined && values.cmdline !== undefined) throw new UsageError('--cmdline is for Multiboot images, not with --flat');
+  const entry = values.entry !== undefined ? parseNumber('--entry', values.entry, 0, 0xffffffff) : undefined;
+
+  const loaded = loadProfile(values.profile ?? DEFAULT_PROFILE);
+  const bytes = readImage(imagePath);
+  const machine = new Machine({ memoryMiB, profile: loaded.profile });
+  if (flat !== undefined) {
+    machine.loadFlat(bytes, imagePath, { loadAddress: flat, entry, mode: values['real-mode'] ? 'real' : 'protected32' });
+  } else {
+    try {
+      machine.loadMultiboot(bytes, imagePath, values.cmdline ?? '');
+    } catch (e) {
+      if (e instanceof ImageError && e.detail.startsWith('no multiboot header')) {
+        // A more useful message when the file is not what a Multiboot loader can take at all.
+        if (isElf(bytes)) parseElf32(bytes, imagePath);
+        else throw new ImageError(imagePath, 'not an ELF file and no multiboot header in the first 8192 bytes (a raw binary needs --flat ADDR)');
+      }
+      throw e;
+    }
+  }
+  machine.console.listener = (chunk) => out.stdout(chunk);
+  const outcome = machine.run({ maxInstructions });
+  const { status, message } = statusFor(outcome);
+  if (message !== null) out.stderr(`virtlab: ${imagePath}: ${message}\n`);
+  if (values.json !== undefined) {
+    const record = buildRunRecord({
+      imagePath,
+      imageSha256: createHash('sha256').update(bytes).digest('hex'),
+      format: flat !== undefined ? 'flat' : 'multiboot',
+      profileName: loaded.name,
+      profileSha256: loaded.sha256,
+      memoryMiB,
+      cpuHz: loaded.profile.cpu.frequencyHz.value,
+      maxInstructions,
+      outcome,
+      exitStatus: status,
+    });
+    try {
+      writeFileAtomic(values.json, serializeRunRecord(record));
+    } catch (e) {
+      throw new UsageError(`--json ${values.json}: cannot write the run record (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+  }
+  return status;
+}

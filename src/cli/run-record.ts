@@ -1,0 +1,84 @@
+import { renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import type { RunOutcome } from '../machine/machine.js';
+
+/** The run record of `virtlab exec`: schema 'virtlab.run/1'. Key order is fixed. */
+export interface RunRecord {
+  readonly schema: 'virtlab.run/1';
+  readonly image: { readonly path: string; readonly sha256: string; readonly format: 'multiboot' | 'flat' };
+  readonly mode: 'native';
+  readonly profile: { readonly name: string; readonly sha256: string };
+  readonly machine: { readonly memoryMiB: number; readonly cpuHz: number };
+  readonly limits: { readonly maxInstructions: number };
+  readonly instructions: number;
+  readonly cycles: number;
+  readonly idleCycles: number;
+  readonly tlb: RunOutcome['tlb'];
+  readonly exit: Readonly<Record<string, string | number>>;
+  /** The process exit status `virtlab exec` returned. */
+  readonly exitStatus: number;
+  readonly consoleBytes: number;
+  readonly consoleSha256: string;
+  readonly events: RunOutcome['events'];
+  readonly devices: RunOutcome['devices'];
+}
+
+/** Builds the record in its fixed key order from a run's outcome. */
+export function buildRunRecord(args: {
+  imagePath: string; imageSha256: string; format: 'multiboot' | 'flat';
+  profileName: string; profileSha256: string; memoryMiB: number; cpuHz: number;
+  maxInstructions: number; outcome: RunOutcome; exitStatus: number;
+}): RunRecord {
+  const o = args.outcome;
+  const exit: Record<string, string | number> = { reason: o.exit.reason };
+  switch (o.exit.reason) {
+    case 'exit-device': exit.code = o.exit.code; break;
+    case 'unsupported':
+      exit.address = o.exit.address;
+      exit.bytes = o.exit.bytes;
+      exit.disassembly = o.exit.disassembly;
+      exit.detail = o.exit.detail;
+      break;
+    default: exit.detail = o.exit.detail; break;
+  }
+  return {
+    schema: 'virtlab.run/1',
+    image: { path: args.imagePath, sha256: args.imageSha256, format: args.format },
+    mode: 'native',
+    profile: { name: args.profileName, sha256: args.profileSha256 },
+    machine: { memoryMiB: args.memoryMiB, cpuHz: args.cpuHz },
+    limits: { maxInstructions: args.maxInstructions },
+    instructions: o.instructions,
+    cycles: o.cycles,
+    idleCycles: o.idleCycles,
+    tlb: {
+      itlb: { ...o.tlb.itlb },
+      dtlb: { ...o.tlb.dtlb },
+      walkReferences: o.tlb.walkReferences,
+      accessedDirtyUpdates: o.tlb.accessedDirtyUpdates,
+    },
+    exit,
+    exitStatus: args.exitStatus,
+    consoleBytes: o.console.bytes,
+    consoleSha256: o.console.sha256,
+    events: { ...o.events },
+    devices: { ...o.devices },
+  };
+}
+
+/** The record's bytes: 2-space JSON with a final newline (same record ⇒ same bytes). */
+export function serializeRunRecord(r: RunRecord): string {
+  return JSON.stringify(r, null, 2) + '\n';
+}
+
+/** Writes `text` to `file` atomically: a temporary file in the same directory, then rename. */
+export function writeFileAtomic(file: string, text: string): void {
+  const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
+  try {
+    writeFileSync(tmp, text);
+    renameSync(tmp, file);
+  } catch (e) {
+    try { unlinkSync(tmp); } catch { /* nothing to clean up */ }
+    throw e;
+  }
+}
