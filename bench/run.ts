@@ -28,6 +28,7 @@ const guests = opts.guest ?? ['compute-bench', 'sys-heavy'];
 
 const MiB = 1024 * 1024;
 const fmtMiB = (b: number): string => (b / MiB).toFixed(1) + ' MiB';
+const fmtDelta = (b: number): string => (b < 0 ? '' : '+') + fmtMiB(b);
 /** A full GC before each memory reading, so the figures are not garbage left over. */
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -51,7 +52,7 @@ function memNow(): NodeJS.MemoryUsage {
 function overhead(before: NodeJS.MemoryUsage, after: NodeJS.MemoryUsage, ram: number): string {
   const heap = after.heapUsed - before.heapUsed;
   const ab = after.arrayBuffers - before.arrayBuffers - ram;
-  return `${fmtMiB(heap + ab)} (JS heap ${fmtMiB(heap)}, typed arrays other than RAM ${fmtMiB(ab)}; RSS +${fmtMiB(after.rss - before.rss)})`;
+  return `${fmtMiB(heap + ab)} (JS heap ${fmtMiB(heap)}, typed arrays other than RAM ${fmtMiB(ab)}; RSS ${fmtDelta(after.rss - before.rss)})`;
 }
 
 function runVirtlab(name: string): VirtlabRun {

@@ -21,6 +21,7 @@ options:
   --entry ADDR           with --flat: entry point (default: the load address)
   --real-mode            with --flat: start in real mode (default: flat 32-bit protected mode)
   --cmdline TEXT         Multiboot command line (the kernel sees "<image> TEXT", as under QEMU)
+  --progress             report instructions and cycles on stderr after each slice of 10^7
   -h, --help             this help
 
 exit status:
@@ -91,6 +92,7 @@ export function execCommand(argv: string[], out: { stdout: (b: Uint8Array) => vo
           entry: { type: 'string' },
           'real-mode': { type: 'boolean' },
           cmdline: { type: 'string' },
+          progress: { type: 'boolean' },
           help: { type: 'boolean', short: 'h' },
         },
       });
@@ -126,7 +128,11 @@ export function execCommand(argv: string[], out: { stdout: (b: Uint8Array) => vo
     }
   }
   machine.console.listener = (chunk) => out.stdout(chunk);
-  const outcome = machine.run({ maxInstructions });
+  const outcome = machine.run({
+    maxInstructions,
+    sliceInstructions: values.progress ? 10_000_000 : 1_000_000,
+    onProgress: values.progress ? (p) => out.stderr(`virtlab: ${p.instructions} instructions, ${p.cycles} cycles\n`) : undefined,
+  });
   const { status, message } = statusFor(outcome);
   if (message !== null) out.stderr(`virtlab: ${imagePath}: ${message}\n`);
   if (values.json !== undefined) {

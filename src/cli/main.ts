@@ -16,21 +16,32 @@ commands:
 Run "virtlab <command> --help" for a command's options.
 `;
 
+/** Where the CLI writes: the process's streams, or a test's buffers. */
+export interface CliIo {
+  stdout(b: Uint8Array | string): void;
+  stderr(s: string): void;
+}
+
+const processIo: CliIo = {
+  stdout: (b) => { process.stdout.write(b); },
+  stderr: (s) => { process.stderr.write(s); },
+};
+
 /** Runs the CLI on `argv` (without node and script); returns the exit status. */
-export function main(argv: string[]): number {
+export function main(argv: string[], io: CliIo = processIo): number {
   const [cmd, ...rest] = argv;
-  const stdout = (b: Uint8Array): void => { process.stdout.write(b); };
-  const stderr = (s: string): void => { process.stderr.write(s); };
+  const stdout = (b: Uint8Array): void => io.stdout(b);
+  const stderr = (s: string): void => io.stderr(s);
   try {
     switch (cmd) {
       case undefined:
         stderr(HELP);
         return STATUS_ERROR;
       case '-h': case '--help': case 'help':
-        process.stdout.write(HELP);
+        io.stdout(HELP);
         return 0;
       case 'exec':
-        return execCommand(rest, { stdout, stderr, help: (s) => { process.stdout.write(s); } });
+        return execCommand(rest, { stdout, stderr, help: (s) => io.stdout(s) });
       default:
         stderr(`virtlab: unknown command "${cmd}" (commands: exec; see virtlab --help)\n`);
         return STATUS_ERROR;
@@ -58,4 +69,11 @@ function isEntry(): boolean {
   }
 }
 
-if (isEntry()) process.exitCode = main(process.argv.slice(2));
+if (isEntry()) {
+  // A closed stdout (`virtlab exec ... | head`) must not crash the run: the exit status and
+  // the run record still matter. Later writes are dropped.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') throw e;
+  });
+  process.exitCode = main(process.argv.slice(2));
+}

@@ -20,6 +20,8 @@ const FLAG_AOUT_KLUDGE = 0x10000;
 export const MMAP_ADDR = 0x9000;
 export const MBI_ADDR = 0x9500;
 const MBI_SIZE = 88;
+/** RAM at the top that SeaBIOS (and so QEMU's Multiboot memory map) reserves for its tables. */
+const BIOS_TOP_RESERVED = 0x20000;
 /** The boot loader name given to guests. */
 export const BOOT_LOADER_NAME = 'virtlab';
 
@@ -102,7 +104,10 @@ export function findMultibootHeader(bytes: Uint8Array, file: string): MultibootH
  * file; otherwise the ELF32 PT_LOAD segments are loaded at their physical addresses,
  * bss zero-filled. Then the boot information is built: memory sizes, boot device, command
  * line ("<name> <cmdline>", as QEMU forms it), an empty module list, a memory map and the
- * boot loader name. Every inconsistency is an `ImageError` naming the file and where.
+ * boot loader name. Addresses, flags, memory sizes and the memory map are what QEMU 7.2
+ * (with SeaBIOS) gives a kernel, checked with a guest that dumps them; the other
+ * registers, which the Multiboot spec leaves undefined, are zero here (QEMU leaves its
+ * option ROM's values, e.g. ESP=0x6f08). Every inconsistency is an `ImageError` naming the file and where.
  */
 export function loadMultiboot(ram: GuestRam, bytes: Uint8Array, file: string, cmdline = ''): MultibootLoad {
   const header = findMultibootHeader(bytes, file);
@@ -159,11 +164,19 @@ export function loadMultiboot(ram: GuestRam, bytes: Uint8Array, file: string, cm
       fail(`multiboot header at offset ${hex(header.offset)} has no address fields (flags bit 16 clear), so the file must be ELF, but it is not (no ELF magic at offset 0)`);
     }
     const elf = parseElf32(bytes, file);
+    // QEMU refuses overlapping ROM regions ("rom: requested regions overlap"); so do we.
+    const loaded = elf.segments.filter((s) => s.memsz > 0).sort((a, b) => a.paddr - b.paddr);
+    for (let i = 1; i < loaded.length; i++) {
+      const a = loaded[i - 1]!, b = loaded[i]!;
+      if (b.paddr < a.paddr + a.memsz) {
+        fail(`program headers ${a.index} and ${b.index} overlap: ${hex(a.paddr)}-${hex(a.paddr + a.memsz - 1)} and ${hex(b.paddr)}-${hex(b.paddr + b.memsz - 1)}`);
+      }
+    }
+    for (const s of loaded) checkRange(`program header ${s.index} (PT_LOAD, file offset ${hex(s.offset)})`, s.paddr, s.paddr + s.memsz);
     imageStart = Number.POSITIVE_INFINITY;
     imageEnd = 0;
     for (const s of elf.segments) {
       if (s.memsz === 0) continue;
-      checkRange(`program header ${s.index} (PT_LOAD, file offset ${hex(s.offset)})`, s.paddr, s.paddr + s.memsz);
       ram.u8.set(bytes.subarray(s.offset, s.offset + s.filesz), s.paddr);
       ram.u8.fill(0, s.paddr + s.filesz, s.paddr + s.memsz);
       regions.push({ start: s.paddr, end: s.paddr + s.memsz });
@@ -198,13 +211,18 @@ export function loadMultiboot(ram: GuestRam, bytes: Uint8Array, file: string, cm
   mem.set(cmdBytes, cmdAddr);
   mem.set(nameBytes, nameAddr);
 
-  // Memory map (Multiboot mmap entries: size 20, base u64, length u64, type u32).
+  // Memory map (Multiboot mmap entries: size 20, base u64, length u64, type u32), as QEMU
+  // passes on SeaBIOS's E820 map: the EBDA and the BIOS area reserved, and the top 128 KiB
+  // of RAM (SeaBIOS's tables) and the 256 KiB flash below 4 GiB reserved.
+  const highEnd = Math.max(0x100000, ram.size - BIOS_TOP_RESERVED);
   const map: [number, number, number][] = [
     [0, 0x9fc00, 1],
-    [0x9fc00, 0x400, 2], // extended BIOS data area
-    [0xf0000, 0x10000, 2], // system BIOS
+    [0x9fc00, 0x400, 2],
+    [0xf0000, 0x10000, 2],
   ];
-  if (ram.size > 0x100000) map.push([0x100000, ram.size - 0x100000, 1]);
+  if (highEnd > 0x100000) map.push([0x100000, highEnd - 0x100000, 1]);
+  if (ram.size > highEnd) map.push([highEnd, ram.size - highEnd, 2]);
+  map.push([0xfffc0000, 0x40000, 2]);
   let at = MMAP_ADDR;
   for (const [base, len, type] of map) {
     dv.setUint32(at, 20, true);
@@ -217,8 +235,9 @@ export function loadMultiboot(ram: GuestRam, bytes: Uint8Array, file: string, cm
   mem.fill(0, MBI_ADDR, MBI_ADDR + MBI_SIZE);
   // flags: mem, boot_device, cmdline, mods, mmap, boot_loader_name (as QEMU).
   dv.setUint32(MBI_ADDR + 0, 0x1 | 0x2 | 0x4 | 0x8 | 0x40 | 0x200, true);
-  dv.setUint32(MBI_ADDR + 4, 640, true);
-  dv.setUint32(MBI_ADDR + 8, Math.floor(ram.size / 1024) - 1024, true);
+  // 639 KiB below the EBDA, and the usable RAM above 1 MiB: what QEMU reports from SeaBIOS.
+  dv.setUint32(MBI_ADDR + 4, 639, true);
+  dv.setUint32(MBI_ADDR + 8, (highEnd - 0x100000) / 1024, true);
   dv.setUint32(MBI_ADDR + 12, 0x8000ffff, true);
   dv.setUint32(MBI_ADDR + 16, cmdAddr, true);
   dv.setUint32(MBI_ADDR + 20, 0, true);

@@ -16,6 +16,8 @@ export class Clock {
   private readonly cpu: Cpu;
   private readonly deadlines: number[] = [];
   private readonly callbacks: (() => void)[] = [];
+  /** Called after each batch of timers has fired (the machine's halt watchdog). */
+  onDispatched: (() => void) | null = null;
 
   constructor(cpu: Cpu, cpuHz: number) {
     if (!Number.isSafeInteger(cpuHz) || cpuHz <= 0) throw new RangeError(`CPU frequency must be a positive integer (Hz), got ${cpuHz}`);
@@ -79,6 +81,7 @@ export class Clock {
       if (this.cpu.stopReason !== null) break;
     }
     this.recompute();
+    this.onDispatched?.();
   }
 }
 

@@ -7,7 +7,7 @@ import { Clock } from './clock.js';
 import { Cpu, CS, EAX, EBX } from './cpu/cpu.js';
 import { ConsoleSink } from './devices/console.js';
 import { DebugCon } from './devices/debugcon.js';
-import { ExitDevice } from './devices/exit-device.js';
+import { ExitDevice, stopMachine } from './devices/exit-device.js';
 import { DualPic } from './devices/pic.js';
 import { Pit } from './devices/pit.js';
 import { SystemPorts } from './devices/system-ports.js';
@@ -121,6 +121,26 @@ export class Machine {
     new DebugCon(this.io, this.console);
     new ExitDevice(cpu, this.io);
     new SystemPorts(cpu, this.io);
+    this.installHaltWatchdog();
+  }
+
+  /**
+   * A halted CPU (interrupts enabled) wakes only through INTR. Device timer events keep
+   * coming, but if several in a row leave INTR low, the requests they make are masked or
+   * blocked by an interrupt in service, and only the halted CPU could change that: the
+   * machine can never continue, so it stops (a real PC would hang; a host must not).
+   */
+  private installHaltWatchdog(): void {
+    const cpu = this.cpu;
+    let quietEvents = 0;
+    this.clock.onDispatched = () => {
+      if (!cpu.halted || cpu.intrLine) { quietEvents = 0; return; }
+      if (++quietEvents < 4) return;
+      stopMachine(cpu, {
+        kind: 'halt',
+        detail: `HLT with interrupts enabled (resuming at ${hex(cpu.segBase[CS]! + cpu.eip)}), but no interrupt can reach the CPU (every request masked or blocked by one in service)`,
+      });
+    };
   }
 
   /**

@@ -1,9 +1,10 @@
-import { spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { main } from '../../src/cli/main.js';
 import { buildElf32, cat, multibootHeader, printAndExit } from '../guest/elf-writer.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -15,9 +16,27 @@ function file(name: string, bytes: Uint8Array | number[] | string): string {
   return p;
 }
 
-function virtlab(...args: string[]): { status: number | null; stdout: Buffer; stderr: string } {
-  const r = spawnSync(process.execPath, ['--import', './scripts/ts-register.mjs', 'src/cli/main.ts', ...args], { cwd: ROOT });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr.toString() };
+interface Result { status: number | null; stdout: Buffer; stderr: string }
+
+/** The real command, in its own process (as `virtlab` is run). */
+function spawnVirtlab(...args: string[]): Promise<Result> {
+  return new Promise((done) => {
+    const child = execFile(process.execPath, ['--import', './scripts/ts-register.mjs', 'src/cli/main.ts', ...args],
+      { cwd: ROOT, encoding: 'buffer' }, (_err, stdout, stderr) => {
+        done({ status: child.exitCode, stdout, stderr: stderr.toString() });
+      });
+  });
+}
+
+/** The same entry point called in-process (fast; used for the many error cases). */
+function virtlab(...args: string[]): Result {
+  const out: Buffer[] = [];
+  let err = '';
+  const status = main(args, {
+    stdout: (b) => { out.push(Buffer.from(typeof b === 'string' ? Buffer.from(b) : b)); },
+    stderr: (t) => { err += t; },
+  });
+  return { status, stdout: Buffer.concat(out), stderr: err };
 }
 
 /** One line on stderr, no stack trace. */
@@ -36,18 +55,17 @@ const hello = file('hello.elf', buildElf32({
 }));
 
 describe('virtlab exec', () => {
-  it('runs a flat image: console on stdout, exit status from the exit device', () => {
+  it.concurrent('runs a flat image: console on stdout, exit status from the exit device (own process)', async () => {
     const img = file('a.bin', [0xb0, 0x41, 0xe6, 0xe9, 0xb0, 0x01, 0xe6, 0xf4]);
-    const r = virtlab('exec', img, '--flat', '0x100000');
+    const r = await spawnVirtlab('exec', img, '--flat', '0x100000');
     expect(r.stdout.toString()).toBe('A');
     expect(r.stderr).toBe('');
     expect(r.status).toBe(3);
   });
 
-  it('runs a Multiboot ELF and writes a deterministic run record', () => {
+  it.concurrent('runs a Multiboot ELF and writes a deterministic run record (two processes)', async () => {
     const j1 = join(dir, 'run1.json'), j2 = join(dir, 'run2.json');
-    const r1 = virtlab('exec', hello, '--json', j1);
-    const r2 = virtlab('exec', hello, '--json', j2);
+    const [r1, r2] = await Promise.all([spawnVirtlab('exec', hello, '--json', j1), spawnVirtlab('exec', hello, '--json', j2)]);
     expect(r1.stdout.toString()).toBe('hello\n');
     expect(r1.status).toBe(1);
     expect(r2.status).toBe(1);
@@ -70,6 +88,22 @@ describe('virtlab exec', () => {
     expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
   });
 
+  it('starts a flat image in real mode at --entry', () => {
+    // Two bytes of padding, then code that runs the same in 16- and 32-bit mode.
+    const img = file('real.bin', [0x00, 0x00, 0xb0, 0x52, 0xe6, 0xe9, 0xb0, 0x02, 0xe6, 0xf4]);
+    const j = join(dir, 'real.json');
+    const r = virtlab('exec', img, '--flat', '0x7c00', '--entry', '0x7c02', '--real-mode', '--json', j);
+    expect(r.stdout.toString()).toBe('R');
+    expect(r.status).toBe(5);
+    expect(JSON.parse(readFileSync(j, 'utf8')).image.format).toBe('flat');
+  });
+
+  it('reports progress on stderr with --progress', () => {
+    const r = virtlab('exec', file('prog.bin', [0xb0, 0x00, 0xe6, 0xf4]), '--flat', '0x100000', '--progress');
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/^virtlab: 2 instructions, \d+ cycles\n$/);
+  });
+
   it('passes the command line and honours --memory', () => {
     const j = join(dir, 'mem.json');
     const r = virtlab('exec', hello, '--memory', '16', '--cmdline', 'quiet', '--json', j);
@@ -86,10 +120,10 @@ describe('virtlab exec', () => {
     expect(JSON.parse(readFileSync(j, 'utf8')).exit.reason).toBe('instruction-limit');
   });
 
-  it('reports a triple fault as the guest outcome: status 2, stderr and the run record', () => {
+  it.concurrent('reports a triple fault as the guest outcome: status 2, stderr and the run record (own process)', async () => {
     const img = file('ud2.bin', [0x0f, 0x0b]);
     const j = join(dir, 'tf.json');
-    const r = virtlab('exec', img, '--flat', '0x100000', '--json', j);
+    const r = await spawnVirtlab('exec', img, '--flat', '0x100000', '--json', j);
     expect(r.status).toBe(2);
     expectOneLine(r.stderr, /^virtlab: .*ud2\.bin: triple fault \(the guest's outcome\): .*#UD/);
     const rec = JSON.parse(readFileSync(j, 'utf8'));
@@ -124,18 +158,18 @@ describe('virtlab exec', () => {
     expect(r.stderr).not.toMatch(/\n\s+at /);
   });
 
-  it('fails on an invalid profile, naming the bad fields', () => {
+  it.concurrent('fails on an invalid profile, naming the bad fields (own process: no stack trace)', async () => {
     const prof = JSON.parse(readFileSync(join(ROOT, 'src/profiles/p6-provisional.json'), 'utf8'));
     prof.classes.mov.value = 'fast';
     delete prof.tlb.dtlb;
     const p = file('bad-profile.json', JSON.stringify(prof));
-    const r = virtlab('exec', hello, '--profile', p);
+    const r = await spawnVirtlab('exec', hello, '--profile', p);
     expect(r.status).toBe(2);
     expectOneLine(r.stderr, /bad-profile\.json: invalid profile: .*classes\.mov\.value: .*tlb\.dtlb: /);
   });
 
-  it('lists its commands with --help', () => {
-    const r = virtlab('--help');
+  it.concurrent('lists its commands with --help', async () => {
+    const r = await spawnVirtlab('--help');
     expect(r.status).toBe(0);
     expect(r.stdout.toString()).toMatch(/exec <image>/);
     const e = virtlab('exec', '--help');

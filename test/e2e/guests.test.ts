@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { describeExit, lineDiff, qemuStatusOf, readExpected, runGuest } from './guest-harness.js';
 
 /** Guests that end through the exit port, with the console compared byte for byte. */
-const EXITING = ['hello', 'isa', 'isa-verbose', 'sys', 'sys-heavy-small', 'compute'];
+const EXITING = ['hello', 'isa', 'isa-verbose', 'sys', 'sys-heavy-small', 'compute', 'prot'];
 
 function explain(name: string, expected: string, actual: string, exit: string): string {
   const diff = lineDiff(expected, actual, 12);

@@ -13,7 +13,7 @@ for name in $names; do
   cmd="$QEMU -M pc -m 128 -display none -nodefaults -no-reboot -icount shift=0,sleep=off -device isa-debug-exit,iobase=0xf4,iosize=0x04 -debugcon file:DEBUGCON -serial file:SERIAL -kernel bin/$name.elf"
   run=$(echo "$cmd" | sed "s#DEBUGCON#$TMP/$name.e9#; s#SERIAL#$TMP/$name.ser#")
   set +e
-  timeout 300 $run
+  timeout 120 $run
   status=$?
   set -e
   node -e '

@@ -99,6 +99,18 @@ describe('Machine', () => {
     expect(o.cycles).toBeLessThan(Math.ceil((3 * 4096 + 100) * hz / PIT_HZ));
   });
 
+  it('stops a CPU halted with every interrupt masked instead of spinning forever', () => {
+    const guest = [...TIMER_GUEST];
+    guest[guest.indexOf(0xfe)] = 0xff; // OCW1: mask IRQ0 too
+    const m = new Machine({ profile, memoryMiB: 1 });
+    m.loadFlat(Uint8Array.from(guest), 'masked.bin', { loadAddress: 0x7c00, mode: 'real' });
+    const o = m.run({ maxInstructions: 10_000 });
+    expect(o.exit.reason).toBe('halt');
+    expect((o.exit as { detail: string }).detail).toMatch(/no interrupt can reach the CPU/);
+    expect(o.devices.timerTicks).toBeGreaterThanOrEqual(2);
+    expect(m.console.text()).toBe('');
+  });
+
   it('is deterministic: the same run twice gives the same outcome', () => {
     const run = () => {
       const m = new Machine({ profile, memoryMiB: 1 });

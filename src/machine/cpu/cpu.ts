@@ -7,6 +7,7 @@ import { deliverEvent, EventKind } from './interrupts.js';
 import { HANDLERS } from './op-table.js';
 import { CR0_ET, CR0_PE, CR0_PG, CR0_WP, CR4_PGE, CR4_PSE, CS, DS, EBP, EBX, EDI, ES, ESI, ESP, FS, GS, SEG_READ, SEG_WRITE, SS, Vec } from './constants.js';
 import './ops.js';
+import { Jit, JitRun, LOOK_AFTER } from './jit/jit.js';
 
 export * from './constants.js';
 
@@ -817,7 +818,19 @@ export class Cpu {
   private runBlock(target: number): void {
     const handlers = HANDLERS;
     const cost = this.cost.base;
+    let lookJit = true;
     while (this.instructions < target) {
+      // Compiled code runs whole instructions and stops where the checks below would fire.
+      if (lookJit && this.jit !== null && this.attention === 0) {
+        const r = this.jit.run(this, target);
+        if (r === JitRun.Ran) {
+          if (this.attention !== 0 || this.cycles >= this.nextEventCycle) {
+            if (this.afterInstruction()) return;
+          }
+          continue;
+        }
+        lookJit = r === JitRun.NoWindow;
+      }
       // ---- decode prefixes ----
       this.instrStart = this.eip;
       let os = this.cs32, as = this.cs32;
@@ -849,7 +862,9 @@ export class Cpu {
       this.cycles += cost[idx]!;
       handlers[idx]!(this);
       this.instructions++;
+      if (LOOK_AFTER[idx] !== 0) lookJit = true;
       if (this.attention !== 0 || this.cycles >= this.nextEventCycle) {
+        lookJit = true;
         if (this.afterInstruction()) return;
       }
     }
@@ -933,6 +948,12 @@ export class Cpu {
 
   /** Cycles spent halted, waiting for an interrupt. */
   idleCycles = 0;
+
+  /** The block compiler (`jit/`); null: interpret only. Exactly equivalent either way. */
+  jit: Jit | null = null;
+  /** Turns the JIT on or off (turning it on again starts with an empty block cache). */
+  get jitEnabled(): boolean { return this.jit !== null; }
+  set jitEnabled(on: boolean) { this.jit = on ? (this.jit ?? new Jit()) : null; }
 
   /** HLT: stop fetching until an interrupt (or forever, if none can come). */
   halt(): void {

@@ -23,6 +23,7 @@ import {
   shift, sub16, sub32, sub8, szp16, szp32,
 } from '../alu.js';
 import { ARITH, CF, OF } from '../flags.js';
+import { HANDLERS } from '../op-table.js';
 
 /** A compiled block: runs at least one instruction and returns true, or returns false (and
  * runs nothing) when guest memory no longer holds the bytes it was compiled from. */
@@ -111,7 +112,7 @@ function imul32(c: Cpu, a: number, b: number): number {
 
 const HELPERS: Record<string, unknown> = {
   add8, add16, add32, sub8, sub16, sub32, logic8, logic16, logic32, inc8, inc16, inc32,
-  dec8, dec16, dec32, shift, imul16, imul32, wr8, wr16, wr32, rmw8, rmw16, rmw32, rmwSlow16, rmwSlow32,
+  dec8, dec16, dec32, shift, imul16, imul32, H: HANDLERS, wr8, wr16, wr32, rmw8, rmw16, rmw32, rmwSlow16, rmwSlow32,
 };
 const HELPER_NAMES = Object.keys(HELPERS);
 const HELPER_VALUES = HELPER_NAMES.map((k) => HELPERS[k]);
@@ -181,9 +182,11 @@ interface Emitted {
   writes: boolean;
   /**
    * How it ends: 'next' falls through; 'jcc' has emitted its own taken path (which leaves or
-   * loops) and falls through when not taken; 'jump' has emitted its own exit (block ends).
+   * loops) and falls through when not taken; 'jump' has emitted its own exit (block ends);
+   * 'callnext' ran the interpreter's handler and goes on when EIP is the next instruction;
+   * 'callend' ran the interpreter's handler and the block ends (EIP is what it left).
    */
-  kind: 'next' | 'jcc' | 'jump';
+  kind: 'next' | 'jcc' | 'jump' | 'callnext' | 'callend';
 }
 
 /** Limits for one block. */
@@ -205,6 +208,7 @@ export function compileBlock(cpu: Cpu, phys: number, eip: number, limits: BlockL
   const avail = Math.min(pageLeft, limitLeft, cpu.mem.size - phys);
   if (avail <= 0) return null;
 
+  let lastLeave = '';
   let pos = 0; // offset of the next byte to decode from the block start
   const byte = (): number => {
     if (pos >= avail) throw NO_FIT;
@@ -312,6 +316,7 @@ export function compileBlock(cpu: Cpu, phys: number, eip: number, limits: BlockL
    */
   const one = (start: number, next: () => number): Emitted | null => {
     os32 = cs32; as32 = cs32; segOv = -1;
+    let rep = 0, lock = false;
     let op = byte();
     for (let n = 0; ; n++) {
       if (n >= 14) return null; // the interpreter raises #GP for over-long instructions
@@ -323,7 +328,8 @@ export function compileBlock(cpu: Cpu, phys: number, eip: number, limits: BlockL
       else if (op === 0x3e) segOv = 3;
       else if (op === 0x64) segOv = 4;
       else if (op === 0x65) segOv = 5;
-      else if (op === 0xf0 || op === 0xf2 || op === 0xf3) return null; // LOCK / REP: interpreter
+      else if (op === 0xf0) lock = true;
+      else if (op === 0xf2 || op === 0xf3) rep = op;
       else break;
       op = byte();
     }
@@ -331,6 +337,47 @@ export function compileBlock(cpu: Cpu, phys: number, eip: number, limits: BlockL
     const w = os32 ? 32 : 16;
     const idx = os32 ? op | 0x200 : op;
     const r: Emitted = { body: '', idx, memOperand: false, faults: false, writes: false, kind: 'next' };
+    const afterOpcode = eip + pos;
+    /**
+     * Runs the interpreter's own handler for this instruction, with the decode state runBlock
+     * would have set (the handler fetches its operands itself). `cont`: the instruction only
+     * touches general registers, status flags, EIP and reads memory, and its full length is
+     * decoded, so the block may go on after it.
+     */
+    const call = (cont: boolean): Emitted => {
+      r.faults = true; r.memOperand = false; r.writes = false; // the handler charges memOperand itself
+      r.kind = cont ? 'callnext' : 'callend';
+      r.body = `c.segOverride = ${segOv}; c.rep = ${rep}; c.lock = ${lock}; c.opsize32 = ${os32}; c.addrsize32 = ${as32}; c.eip = ${afterOpcode}; H[${idx}](c);`;
+      return r;
+    };
+    const callOr = (e: Emitted | null): Emitted => e ?? call(false);
+    if (lock || rep !== 0) return call(false);
+    // Handler calls that may stay in the block: decode the operands for the length only.
+    const modrmOnly = (): Modrm => modrm();
+    if ((op === 0xf6 || op === 0xf7) && peekReg() >= 4) { modrmOnly(); return call(true); }
+    if (op === 0x1a3 || op === 0x1bc || op === 0x1bd || (op >= 0x1c8 && op <= 0x1cf)
+      || op === 0x27 || op === 0x2f || op === 0x37 || op === 0x3f || op === 0xd6 || op === 0x9e
+      || op === 0x9f || op === 0xd7) {
+      if (op === 0x1a3 || op === 0x1bc || op === 0x1bd) modrmOnly();
+      return call(true);
+    }
+    if (op === 0xd4 || op === 0xd5) { byte(); return call(true); }
+    if ((op === 0x1ab || op === 0x1b3 || op === 0x1bb || op === 0x1a5 || op === 0x1ad || op === 0x1c0
+      || op === 0x1c1 || op === 0x1b0 || op === 0x1b1 || op === 0x8c) && peekMod() === 3) {
+      modrmOnly();
+      return call(true);
+    }
+    if ((op === 0x1a4 || op === 0x1ac) && peekMod() === 3) { modrmOnly(); byte(); return call(true); }
+    if (op === 0x1ba && peekMod() === 3) { modrmOnly(); byte(); return call(true); }
+    return callOr(transcribe(op, w, r, next, call));
+  };
+
+  /** The ModR/M byte's mod / reg fields without consuming it. */
+  const peekMod = (): number => { if (pos >= avail) throw NO_FIT; return ram[phys + pos]! >> 6; };
+  const peekReg = (): number => { if (pos >= avail) throw NO_FIT; return (ram[phys + pos]! >> 3) & 7; };
+
+  /** Emits the transcription of `op`, or returns null when the compiler has none. */
+  const transcribe = (op: number, w: number, r: Emitted, next: () => number, _call: (cont: boolean) => Emitted): Emitted | null => {
     const useM = (m: Modrm): Modrm => {
       if (m.mod !== 3) { r.memOperand = true; r.faults = true; }
       return m;
@@ -628,8 +675,9 @@ export function compileBlock(cpu: Cpu, phys: number, eip: number, limits: BlockL
   // ---- the block ----
   const parts: string[] = [];
   let count = 0;
-  let lastStart = eip;
   let ended = false;
+  /** The fall-through tail of the last instruction emitted (replaced when the block goes on). */
+  let tail = '';
   while (count < limits.maxInstructions) {
     const begin = pos;
     const start = eip + begin;
@@ -641,35 +689,36 @@ export function compileBlock(cpu: Cpu, phys: number, eip: number, limits: BlockL
       e = null;
     }
     if (e === null) { pos = begin; break; }
+    if (pos - begin > 15) { pos = begin; break; } // over-long: the interpreter's business
     const next = eip + pos;
     const exitTest = `c.attention !== 0 || c.cycles >= c.nextEventCycle || c.instructions >= target${e.writes ? ' || h !== 0' : ''}`;
     const leave = (to: string | number): string => `{ c.eip = ${to}; c.instrStart = ${start}; return true; }`;
     /** Taken branch to `to`: count the instruction, loop when it is this block's start. */
-    const branchTo = (to: string | number): string => {
-      const loop = typeof to === 'number' ? to === eip : false;
-      return loop
-        ? `c.instructions++; if (!(${exitTest})) continue; ${leave(to)}`
-        : `c.instructions++; ${leave(to)}`;
-    };
+    const branchTo = (to: string | number): string => (to === eip
+      ? `c.instructions++; if (!(${exitTest})) continue; ${leave(to)}`
+      : `c.instructions++; ${leave(to)}`);
     let body = e.body;
     body = body.replace(/TAKEN\((\d+)\)/, (_s, t: string) => `c.cycles += BT; ${branchTo(Number(t))}`);
     body = body.replace(/JUMP\(([^)]*)\)/, (_s, t: string) => branchTo(/^\d+$/.test(t) ? Number(t) : t));
+    if (tail !== '') parts.push(tail);
     const cost = `c.cycles += B[${e.idx}]${e.memOperand ? ' + MO' : ''};`;
     parts.push(`// ${start.toString(16)}`);
     parts.push(`${e.faults ? `c.instrStart = ${start}; ` : ''}${cost} ${body}`);
     count++;
-    lastStart = start;
-    if (e.kind === 'jump') { ended = true; break; }
-    parts.push(`c.instructions++; if (${exitTest}) ${leave(next)}`);
+    if (e.kind === 'jump') { ended = true; tail = ''; break; }
+    if (e.kind === 'callend') { parts.push('c.instructions++; return true;'); ended = true; tail = ''; break; }
+    if (e.kind === 'callnext') {
+      tail = `c.instructions++; if (c.eip !== ${next} || ${exitTest}) return true;`;
+      lastLeave = 'c.instructions++; return true;';
+      continue;
+    }
+    tail = `c.instructions++; if (${exitTest}) ${leave(next)}`;
+    // If this is the last instruction, the block always leaves after it.
+    lastLeave = `c.instructions++; ${leave(next)}`;
   }
   if (count === 0) return null;
+  if (!ended) parts.push(lastLeave);
   const length = pos;
-  if (!ended) {
-    // Fell off the end (next instruction not compiled, page end, or size limit): the
-    // per-instruction exit above already covers the budget; here we always leave.
-    parts[parts.length - 1] = parts[parts.length - 1]!.replace(/c\.instructions\+\+; if \((.*)\) (\{ c\.eip = (\d+);.*\})$/, 'c.instructions++; $2');
-  }
-  void lastStart;
 
   // Stale-code check: the words covering [phys, phys + length), masked to the block's bytes.
   const checks: string[] = [];
