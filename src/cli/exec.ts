@@ -28,13 +28,13 @@ exit status:
   (v << 1 | 1) & 0xff    the guest wrote v to the exit device (port 0xF4, as QEMU's isa-debug-exit)
   2                      bad input (missing file, not a loadable image, invalid profile, bad option),
                          an instruction virtlab does not implement, or a triple fault
-  3                      the instruction limit was reached
+  124                    the instruction limit was reached (even: never an exit-device status)
   4                      the guest halted with interrupts disabled, or asked for a reset
 `;
 
 /** Exit statuses of `virtlab exec` other than the guest's own. */
 export const STATUS_ERROR = 2;
-export const STATUS_LIMIT = 3;
+export const STATUS_LIMIT = 124; // even (the exit device only gives odd statuses), as timeout(1) uses
 export const STATUS_STOPPED = 4;
 
 function parseNumber(flag: string, text: string, min: number, max: number): number {

@@ -6,9 +6,12 @@
  * patches at load time). Files (image-format.ts) always hold the native, unpatched image.
  */
 import { ImageError } from './elf.js';
-import { isPvopKind, type PvopKind } from '../x86/pvop.js';
+import type { Assembled, AsmSymbol, SectionKind, SymbolKind } from '../x86/assembler.js';
+import type { Label } from '../x86/operands.js';
+import { isPvopKind, type PvopSite } from '../x86/pvop.js';
 
-export type { PvopKind } from '../x86/pvop.js';
+export type { PvopKind, PvopSite } from '../x86/pvop.js';
+export type { SymbolKind } from '../x86/assembler.js';
 
 /** Segment permission bits: the ELF PF_* values. */
 export const SEG_X = 1;
@@ -30,30 +33,10 @@ export interface GuestSegment {
   readonly flags: number;
 }
 
-/** What a symbol names. */
-export type SymbolKind = 'label' | 'function' | 'object';
 export const SYMBOL_KINDS: readonly SymbolKind[] = ['label', 'function', 'object'];
 
-/** A named address. */
-export interface GuestSymbol {
-  readonly name: string;
-  /** Virtual address. */
-  readonly addr: number;
-  /** Size in bytes (0 when unknown, as for a plain label). */
-  readonly size: number;
-  readonly kind: SymbolKind;
-}
-
-/** A pv-op site: a privileged operation, as the kernel's native code performs it. */
-export interface PvopSite {
-  /** Virtual address of the site's first byte. */
-  readonly addr: number;
-  /** Length in bytes, NOP padding included: what a patcher may overwrite. */
-  readonly len: number;
-  readonly kind: PvopKind;
-  /** The native bytes of the whole site (instruction(s) then NOPs); `len` bytes. */
-  readonly native: Uint8Array;
-}
+/** A named address (virtual), with a size (0 when unknown) and kind. */
+export type GuestSymbol = AsmSymbol;
 
 /** JSON data in an image's metadata. */
 export type JsonValue = string | number | boolean | null | readonly JsonValue[] | { readonly [k: string]: JsonValue };
@@ -196,4 +179,29 @@ export function applyPvops(image: GuestImage, patcher: PvopPatcher): GuestImage 
     copy.fill(0x90, off + bytes.length, off + site.len);
   }
   return { ...image, segments: image.segments.map((s) => { const c = copies.get(s); return c ? { ...s, bytes: c } : s; }) };
+}
+
+/** Segment flags for each kind of assembler section. */
+export const SECTION_FLAGS: Readonly<Record<SectionKind, number>> = { text: SEG_R | SEG_X, rodata: SEG_R, data: SEG_R | SEG_W, bss: SEG_R | SEG_W };
+
+/** Name, entry and metadata for `imageFromAssembly`. */
+export interface ImageOptions {
+  readonly name: string;
+  /** Entry point: a label (its virtual address) or an address. */
+  readonly entry: Label | number;
+  readonly metadata?: Readonly<Record<string, JsonValue>>;
+}
+
+/**
+ * Packages an assembled program as a GuestImage: one segment per non-empty section (flags
+ * from its kind), every named label as a symbol, the pv-op site table; then validates it.
+ */
+export function imageFromAssembly(assembled: Assembled, options: ImageOptions): GuestImage {
+  const entry = typeof options.entry === 'number' ? options.entry : assembled.address(options.entry);
+  const segments: GuestSegment[] = assembled.sections.filter((s) => s.memsz > 0).map((s) => ({
+    name: s.name, vaddr: s.vaddr, paddr: s.paddr, bytes: s.bytes, memsz: s.memsz, flags: SECTION_FLAGS[s.kind],
+  }));
+  const image: GuestImage = { name: options.name, entry, segments, symbols: assembled.symbols, pvopSites: assembled.pvopSites, metadata: options.metadata ?? {} };
+  validateGuestImage(image, options.name);
+  return image;
 }

@@ -5,9 +5,11 @@ import type { Profile } from '../profiles/schema.js';
 import { toCostTable } from '../profiles/index.js';
 import { Clock } from './clock.js';
 import { Cpu, CS, EAX, EBX } from './cpu/cpu.js';
+import { attachBlockDevice, type AtaController, type BlockDeviceOptions } from './devices/block-device.js';
 import { ConsoleSink } from './devices/console.js';
 import { DebugCon } from './devices/debugcon.js';
 import { ExitDevice, stopMachine } from './devices/exit-device.js';
+import { attachNic, type E1000, type NicOptions } from './devices/nic.js';
 import { DualPic } from './devices/pic.js';
 import { Pit } from './devices/pit.js';
 import { SystemPorts } from './devices/system-ports.js';
@@ -23,6 +25,10 @@ export interface MachineOptions {
   readonly memoryMiB?: number;
   /** The cost profile (CPU frequency, instruction costs, TLB geometry). */
   readonly profile: Profile;
+  /** ATA disk on the primary IDE channel (0x1F0–0x1F7, 0x3F6, BMIDE 0xC040–0xC047, IRQ 14). */
+  readonly disk?: BlockDeviceOptions;
+  /** e1000 NIC (IOADDR/IODATA at 0xC000/0xC004, IRQ 11). */
+  readonly nic?: NicOptions;
 }
 
 /** Why a run ended. */
@@ -100,6 +106,10 @@ export class Machine {
   readonly uart: Uart16550;
   readonly console: ConsoleSink;
   readonly profile: Profile;
+  /** The emulated disk, when the options ask for one. */
+  readonly disk: AtaController | null;
+  /** The emulated NIC, when the options ask for one. */
+  readonly nic: E1000 | null;
 
   constructor(options: MachineOptions) {
     const mib = options.memoryMiB ?? 64;
@@ -121,6 +131,8 @@ export class Machine {
     new DebugCon(this.io, this.console);
     new ExitDevice(cpu, this.io);
     new SystemPorts(cpu, this.io);
+    this.disk = options.disk ? attachBlockDevice(this, options.disk) : null;
+    this.nic = options.nic ? attachNic(this, options.nic) : null;
     this.installHaltWatchdog();
   }
 

@@ -50,6 +50,22 @@ export function toCostTable(profile: Profile): ProfileCostTable {
   }
   const cc = Object.fromEntries(INSTRUCTION_CLASSES.map((c) => [c, profile.classes[c].value])) as Record<InstructionClass, number>;
   const e = profile.events;
+  // Group members dearer than their group's class pay the difference (never negative).
+  const groupExtra = new Uint16Array(8192);
+  const extra = (idx: number, reg: number, cycles: number): void => {
+    groupExtra[(idx << 3) | reg] = Math.max(0, cycles - base[idx & 0x1ff]!);
+  };
+  for (const size of [0, 0x200]) {
+    extra(0xf6 | size, 4, cc.mul); extra(0xf6 | size, 5, cc.mul);
+    extra(0xf6 | size, 6, e.div8.value); extra(0xf6 | size, 7, e.div8.value);
+    extra(0xf7 | size, 4, cc.mul); extra(0xf7 | size, 5, cc.mul);
+    const div = size ? e.div32.value : e.div16.value;
+    extra(0xf7 | size, 6, div); extra(0xf7 | size, 7, div);
+    extra(0xff | size, 2, cc.call); extra(0xff | size, 3, cc.callFar);
+    extra(0xff | size, 4, cc.jump); extra(0xff | size, 5, cc.jumpFar);
+    extra(0xff | size, 6, cc.push);
+    extra(0x101 | size, 7, e.invlpg.value);
+  }
   return {
     base,
     memOperand: Math.max(0, e.aluMem.value - profile.classes.aluReg.value),
@@ -60,6 +76,7 @@ export function toCostTable(profile: Profile): ProfileCostTable {
     privilegeChange: e.privilegeChange.value,
     io: e.portIo.value,
     segmentLoad: e.segmentLoadProtected.value,
+    groupExtra,
     classCycles: { ...cc, div8: e.div8.value, div16: e.div16.value, div32: e.div32.value, invlpg: e.invlpg.value },
   };
 }

@@ -19,8 +19,8 @@ export type InstructionClass = (typeof INSTRUCTION_CLASSES)[number];
  * The class of every handler index 0x000–0x1FF (0x100 | xx for 0F xx); the 32-bit operand
  * size entries (+0x200) use the same class. Opcode groups whose members differ in cost
  * (F6/F7 TEST..IDIV, FF INC..PUSH, 0F 01 SGDT..INVLPG, C0/D0 ROL..SAR) are classed by
- * their common, cheap members; `ProfileCostTable.classCycles` gives the other figures
- * (mul, div*, call, jump, invlpg, ...) for handlers that want to charge the difference.
+ * their common, cheap members; the dearer members (MUL, DIV, CALL, JMP, INVLPG) pay the
+ * difference through `CostTable.groupExtra`, filled by `toCostTable`.
  */
 export function opClassTable(): InstructionClass[] {
   const t = new Array<InstructionClass>(512).fill('undefined');

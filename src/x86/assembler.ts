@@ -13,15 +13,13 @@
  * a.lodsb(); a.test(al, al); a.jz(done); a.out(0xe9, al); a.jmp(loop);
  * ...
  * a.section('rodata'); a.bind(msg); a.asciz('hello\n');
- * const image = a.image({ name: 'hello', entry: start });
+ * const image = imageFromAssembly(a.build(), { name: 'hello', entry: start }); // src/guest/image.ts
  * ```
  */
 import { Instruction, RepPrefixKind, Register as IcedRegister, Code } from 'iced-x86';
-import type { GuestImage, GuestSegment, GuestSymbol, PvopSite, SymbolKind } from '../guest/image.js';
-import { SEG_R, SEG_W, SEG_X } from '../guest/image.js';
-import { createInstruction, encode, isBranchForm, matchForms, type Form } from './encoding.js';
+import { createInstruction, encode, encodeForm, isBranchForm, matchForms, type Form } from './encoding.js';
 import { AddrExpr, Label, Mem, Reg, isRef, operandText, refExpr, type FarTarget, type Imm, type Operand, type Ref } from './operands.js';
-import { checkPvopBody, type PvopKind } from './pvop.js';
+import { checkPvopBody, type PvopKind, type PvopSite } from './pvop.js';
 
 /** What a section holds: decides its segment flags and what may go in it. */
 export type SectionKind = 'text' | 'rodata' | 'data' | 'bss';
@@ -79,7 +77,7 @@ type Resolve = (r: Ref) => number;
 
 type Item =
   | { readonly t: 'bytes'; readonly bytes: Uint8Array }
-  | { readonly t: 'ins'; readonly make: (resolve: Resolve) => Instruction; readonly len: number; readonly src: Src }
+  | { readonly t: 'ins'; readonly make: (resolve: Resolve) => Instruction; readonly len: number; readonly src: Src; readonly form: Form | null }
   | { readonly t: 'branch'; readonly short: Form | null; readonly long: Form | null; readonly target: number | Ref; isLong: boolean; readonly shortLen: number; readonly longLen: number; readonly src: Src }
   | { readonly t: 'data'; readonly width: 1 | 2 | 4; readonly value: Ref; readonly src: Src }
   | { readonly t: 'align'; readonly n: number; readonly fill: number }
@@ -124,10 +122,23 @@ export interface AssembledSection {
   readonly memsz: number;
 }
 
+/** What a symbol names: a plain label, a function (`func`) or a data object (`object`). */
+export type SymbolKind = 'label' | 'function' | 'object';
+
+/** A named address, as exported into an image's symbol table. */
+export interface AsmSymbol {
+  readonly name: string;
+  /** Virtual address. */
+  readonly addr: number;
+  /** Size in bytes (0 for a plain label). */
+  readonly size: number;
+  readonly kind: SymbolKind;
+}
+
 /** The result of `Assembler.build()`. */
 export interface Assembled {
   readonly sections: readonly AssembledSection[];
-  readonly symbols: readonly GuestSymbol[];
+  readonly symbols: readonly AsmSymbol[];
   readonly pvopSites: readonly PvopSite[];
   /** Virtual address of a label (object or name). */
   address(label: Label | string): number;
@@ -135,16 +146,7 @@ export interface Assembled {
   physical(label: Label | string): number;
 }
 
-/** Metadata and entry for `Assembler.image()`. */
-export interface ImageOptions {
-  readonly name: string;
-  /** Entry point: a label (its virtual address) or an address. */
-  readonly entry: Label | number;
-  readonly metadata?: GuestImage['metadata'];
-}
-
 const SECTION_KINDS: readonly SectionKind[] = ['text', 'rodata', 'data', 'bss'];
-const FLAGS: Record<SectionKind, number> = { text: SEG_R | SEG_X, rodata: SEG_R, data: SEG_R | SEG_W, bss: SEG_R | SEG_W };
 const NOP = 0x90;
 
 const hex = (v: number): string => '0x' + (v >>> 0).toString(16);
@@ -425,7 +427,7 @@ export class Assembler {
     for (const f of forms) {
       const ins = createInstruction(f, ops, resolve, bits);
       if (lock) ins.hasLockPrefix = true;
-      const r = encode(ins, 0, bits);
+      const r = encodeForm(f, ins, 0, bits);
       if (typeof r === 'string') { lastError = r; continue; }
       if (best === null || r.length < best.length) { best = r; bestForm = f; }
     }
@@ -433,7 +435,7 @@ export class Assembler {
     if (hasRef) {
       const form = bestForm;
       this.cur.items.push({
-        t: 'ins', len: best.length, src, make: (res) => {
+        t: 'ins', len: best.length, src, form, make: (res) => {
           const ins = createInstruction(form, ops, res, bits);
           if (lock) ins.hasLockPrefix = true;
           return ins;
@@ -459,7 +461,11 @@ export class Assembler {
   movsx(dst: Reg, src: Reg | Mem): void { this.emit('movsx', dst, src); }
   /** lea dst, [address]: the address (a memory operand, size irrelevant). */
   lea(dst: Reg, src: Mem): void { this.emit('lea', dst, src); }
-  xchg(a: Reg | Mem, b: Reg | Mem): void { this.emit('xchg', a, b); }
+  /** xchg a, b (with eax/ax first and a register second, the one-byte 90+r form, as GAS). */
+  xchg(a: Reg | Mem, b: Reg | Mem): void {
+    if (a instanceof Reg && b instanceof Reg && a.cls === 'gpr' && (a.name === 'eax' || a.name === 'ax')) this.emit('xchg', b, a);
+    else this.emit('xchg', a, b);
+  }
   push(src: Reg | Mem | Imm): void { this.emit('push', src); }
   pop(dst: Reg | Mem): void { this.emit('pop', dst); }
   add(dst: Reg | Mem, src: Reg | Mem | Imm): void { this.emit('add', dst, src); }
@@ -608,27 +614,27 @@ export class Assembler {
   arpl(dst: Reg | Mem, src: Reg): void { this.emit('arpl', dst, src); }
 
   /** String instructions of every width, with an optional rep/repe/repne prefix. */
-  movsb(rep?: Rep): void { this.str('movsb', rep); }
-  movsw(rep?: Rep): void { this.str('movsw', rep); }
-  movsd(rep?: Rep): void { this.str('movsd', rep); }
-  stosb(rep?: Rep): void { this.str('stosb', rep); }
-  stosw(rep?: Rep): void { this.str('stosw', rep); }
-  stosd(rep?: Rep): void { this.str('stosd', rep); }
-  lodsb(rep?: Rep): void { this.str('lodsb', rep); }
-  lodsw(rep?: Rep): void { this.str('lodsw', rep); }
-  lodsd(rep?: Rep): void { this.str('lodsd', rep); }
-  cmpsb(rep?: Rep): void { this.str('cmpsb', rep); }
-  cmpsw(rep?: Rep): void { this.str('cmpsw', rep); }
-  cmpsd(rep?: Rep): void { this.str('cmpsd', rep); }
-  scasb(rep?: Rep): void { this.str('scasb', rep); }
-  scasw(rep?: Rep): void { this.str('scasw', rep); }
-  scasd(rep?: Rep): void { this.str('scasd', rep); }
-  insb(rep?: Rep): void { this.str('insb', rep); }
-  insw(rep?: Rep): void { this.str('insw', rep); }
-  insd(rep?: Rep): void { this.str('insd', rep); }
-  outsb(rep?: Rep): void { this.str('outsb', rep); }
-  outsw(rep?: Rep): void { this.str('outsw', rep); }
-  outsd(rep?: Rep): void { this.str('outsd', rep); }
+  movsb(rep?: Rep): void { this.strOp('movsb', rep); }
+  movsw(rep?: Rep): void { this.strOp('movsw', rep); }
+  movsd(rep?: Rep): void { this.strOp('movsd', rep); }
+  stosb(rep?: Rep): void { this.strOp('stosb', rep); }
+  stosw(rep?: Rep): void { this.strOp('stosw', rep); }
+  stosd(rep?: Rep): void { this.strOp('stosd', rep); }
+  lodsb(rep?: Rep): void { this.strOp('lodsb', rep); }
+  lodsw(rep?: Rep): void { this.strOp('lodsw', rep); }
+  lodsd(rep?: Rep): void { this.strOp('lodsd', rep); }
+  cmpsb(rep?: Rep): void { this.strOp('cmpsb', rep); }
+  cmpsw(rep?: Rep): void { this.strOp('cmpsw', rep); }
+  cmpsd(rep?: Rep): void { this.strOp('cmpsd', rep); }
+  scasb(rep?: Rep): void { this.strOp('scasb', rep); }
+  scasw(rep?: Rep): void { this.strOp('scasw', rep); }
+  scasd(rep?: Rep): void { this.strOp('scasd', rep); }
+  insb(rep?: Rep): void { this.strOp('insb', rep); }
+  insw(rep?: Rep): void { this.strOp('insw', rep); }
+  insd(rep?: Rep): void { this.strOp('insd', rep); }
+  outsb(rep?: Rep): void { this.strOp('outsb', rep); }
+  outsw(rep?: Rep): void { this.strOp('outsw', rep); }
+  outsd(rep?: Rep): void { this.strOp('outsd', rep); }
 
   // ---------------------------------------------------------------- build
 
@@ -671,7 +677,7 @@ export class Assembler {
       if (problem) throw this.err(r.src, `pv-op site ${r.kind} at ${hex(at)}: ${problem}`);
       return { addr: at, len: end - at, kind: r.kind, native };
     }).sort((x, y) => x.addr - y.addr);
-    const symbols: GuestSymbol[] = [];
+    const symbols: AsmSymbol[] = [];
     for (const l of this.labels) {
       const info = this.symbolInfo.get(l);
       const a = addr(l, false);
@@ -692,19 +698,6 @@ export class Assembler {
       physical: (l) => addr(lookup(l), true),
     };
     return this.result;
-  }
-
-  /**
-   * Builds and packages the program as a GuestImage: one segment per non-empty section
-   * (flags from its kind), every named label as a symbol, the pv-op site table.
-   */
-  image(options: ImageOptions): GuestImage {
-    const r = this.build();
-    const entry = typeof options.entry === 'number' ? options.entry : r.address(options.entry);
-    const segments: GuestSegment[] = r.sections.filter((s) => s.memsz > 0).map((s) => ({
-      name: s.name, vaddr: s.vaddr, paddr: s.paddr, bytes: s.bytes, memsz: s.memsz, flags: FLAGS[s.kind],
-    }));
-    return { name: options.name, entry, segments, symbols: r.symbols, pvopSites: r.pvopSites, metadata: options.metadata ?? {} };
   }
 
   // ---------------------------------------------------------------- internals
@@ -787,7 +780,7 @@ export class Assembler {
     flush();
   }
 
-  private str(mn: string, rep: Rep | undefined): void {
+  private strOp(mn: string, rep: Rep | undefined): void {
     this.mutable();
     if (this.cur.kind !== 'text') throw new AsmError(`${mn}: instruction in ${this.cur.kind} section "${this.cur.name}"`);
     const bits = this.cur.bits;
@@ -823,7 +816,7 @@ export class Assembler {
     const r = encode(make(() => 0), 0, bits);
     if (typeof r === 'string') throw this.err(src, r);
     if (typeof off === 'number') this.cur.items.push({ t: 'bytes', bytes: r });
-    else this.cur.items.push({ t: 'ins', make, len: r.length, src });
+    else this.cur.items.push({ t: 'ins', make, len: r.length, src, form: null });
     this.advance();
   }
 
@@ -941,7 +934,8 @@ export class Assembler {
           break;
         }
         case 'ins': {
-          const r = encode(it.make(resolve), at, bits);
+          const ins = it.make(resolve);
+          const r = it.form ? encodeForm(it.form, ins, at, bits) : encode(ins, at, bits);
           if (typeof r === 'string') throw this.err(it.src, r);
           if (r.length !== it.len) throw this.err(it.src, `internal error: encoded in ${r.length} bytes, laid out as ${it.len}`);
           out.set(r, off);

@@ -60,7 +60,9 @@ export function formTable(): Map<string, Form[]> {
   for (let c = 0; c < codeCount; c++) {
     const oc = CodeExt.opCode(c as Code);
     try {
-      if (oc.encoding !== EncodingKind.Legacy || !oc.isInstruction || (!oc.mode16 && !oc.mode32)) continue;
+      // decoderOption != 0: encodings a CPU only decodes in special modes (the 486 A-step
+      // CMPXCHG at 0F A6/A7, LOADALL, UMOV, ...): never what a P6 kernel means.
+      if (oc.encoding !== EncodingKind.Legacy || !oc.isInstruction || (!oc.mode16 && !oc.mode32) || oc.decoderOption !== 0) continue;
       const kinds: Kind[] = [];
       const fixed: (IcedRegister | null)[] = [];
       let ok = true;
@@ -207,10 +209,10 @@ export function createInstruction(form: Form, ops: readonly Operand[], resolve: 
     return isBranchKind(k) ? 'B' : 'I';
   }).join('');
   const reg = (i: number): IcedRegister => (ops[i] as Reg).iced;
-  const mems: MemoryOperand[] = [];
-  const m = (i: number): MemoryOperand => { const mo = memOperand(ops[i] as Mem, resolve, bits); mems.push(mo); return mo; };
+  // The create* factories take ownership of a MemoryOperand (wasm-bindgen moves it): no free.
+  const m = (i: number): MemoryOperand => memOperand(ops[i] as Mem, resolve, bits);
   const imm = (i: number): { signed: boolean; v: number } => immFor(form.kinds[i]!, immNumber(ops[i]!, resolve));
-  try {
+  {
     switch (sig) {
       case '': return Instruction.create(code);
       case 'R': return Instruction.createReg(code, reg(0));
@@ -231,12 +233,28 @@ export function createInstruction(form: Form, ops: readonly Operand[], resolve: 
       case 'MRI': { const a = imm(2); return a.signed ? Instruction.createMemRegI32(code, m(0), reg(1), a.v) : Instruction.createMemRegU32(code, m(0), reg(1), a.v); }
       default: throw new TypeError(`operand pattern ${sig} is not supported`);
     }
-  } finally {
-    for (const mo of mems) mo.free();
   }
 }
 
 const encoders: Partial<Record<16 | 32, Encoder>> = {};
+
+/**
+ * Forms whose operand-size prefix does nothing in 32-bit code (SDM: the operand size is
+ * ignored by LTR, LLDT, VERR, VERW, LMSW and MOV Sreg, r/m16); iced emits 66 for them, GAS
+ * and NASM do not, so it is dropped.
+ */
+const NO_66 = new Set<Code>([Code.Mov_Sreg_rm16, Code.Ltr_rm16, Code.Lldt_rm16, Code.Verr_rm16, Code.Verw_rm16, Code.Lmsw_rm16]);
+const PREFIXES = new Set([0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65, 0x66, 0x67, 0xf0, 0xf2, 0xf3]);
+
+/** Encodes a form's instruction (see `encode`), dropping a useless 66 prefix (NO_66). */
+export function encodeForm(form: Form, ins: Instruction, ip: number, bits: 16 | 32): Uint8Array | string {
+  const r = encode(ins, ip, bits);
+  if (typeof r === 'string' || bits !== 32 || !NO_66.has(form.code)) return r;
+  for (let i = 0; i < r.length && PREFIXES.has(r[i]!); i++) {
+    if (r[i] === 0x66) return Uint8Array.from([...r.subarray(0, i), ...r.subarray(i + 1)]);
+  }
+  return r;
+}
 
 /**
  * Encodes one instruction at `ip`; returns its bytes, or the encoder's message. Frees

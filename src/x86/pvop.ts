@@ -52,6 +52,17 @@ export const PVOP_KINDS = {
 /** The kind of a pv-op site (see `PVOP_KINDS`). */
 export type PvopKind = keyof typeof PVOP_KINDS;
 
+/** A pv-op site: a privileged operation, as the kernel's native code performs it. */
+export interface PvopSite {
+  /** Virtual address of the site's first byte. */
+  readonly addr: number;
+  /** Length in bytes, NOP padding included: what a patcher may overwrite. */
+  readonly len: number;
+  readonly kind: PvopKind;
+  /** The native bytes of the whole site (instruction(s) then NOPs); `len` bytes. */
+  readonly native: Uint8Array;
+}
+
 /** True for a known pv-op site kind. */
 export function isPvopKind(s: string): s is PvopKind {
   return Object.prototype.hasOwnProperty.call(PVOP_KINDS, s);

@@ -111,11 +111,11 @@ describe('virtlab exec', () => {
     expect(JSON.parse(readFileSync(j, 'utf8')).machine.memoryMiB).toBe(16);
   });
 
-  it('exits 3 with a message when the instruction limit is reached', () => {
+  it('exits 124 with a message when the instruction limit is reached', () => {
     const img = file('loop.bin', [0xeb, 0xfe]);
     const j = join(dir, 'limit.json');
     const r = virtlab('exec', img, '--flat', '0x100000', '--max-instructions', '500', '--json', j);
-    expect(r.status).toBe(3);
+    expect(r.status).toBe(124);
     expectOneLine(r.stderr, /instruction limit reached after 500 instructions/);
     expect(JSON.parse(readFileSync(j, 'utf8')).exit.reason).toBe('instruction-limit');
   });

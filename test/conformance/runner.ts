@@ -141,6 +141,8 @@ function decodeOpIndex(b: number[]): number {
   while (i < b.length && (b[i] === 0x26 || b[i] === 0x2e || b[i] === 0x36 || b[i] === 0x3e || b[i] === 0xf0 || b[i] === 0xf2 || b[i] === 0xf3)) i++;
   return i;
 }
+/** Exceptions a single vector may raise before the harness calls it a fault loop. */
+const MAX_FAULTS = 50;
 /** Instructions a single vector may take (REP string forms with CX ≤ 127 that restart per iteration). */
 const MAX_STEPS = 1000;
 
@@ -175,6 +177,8 @@ export class Harness {
    * `run(1)` continues after a fault into the handler's HLT and must stop there.
    */
   readonly hltStandIn: boolean;
+  /** Exceptions raised during the current vector. */
+  private faults = 0;
 
   constructor() {
     this.mem = new TrackingMemory(16 << 20);
@@ -184,6 +188,14 @@ export class Harness {
       itlb: new Tlb({ sets: 16, ways: 4 }),
       dtlb: new Tlb({ sets: 16, ways: 4 }),
     });
+    // A fault loop (every instruction faulting, so none retires) would keep run(1) busy
+    // forever: stop the machine after too many exceptions within one vector.
+    const raise = Cpu.prototype.raise;
+    const cpu = this.cpu;
+    cpu.raise = (vector: number, code?: number): never => {
+      if (++this.faults > MAX_FAULTS) cpu.stopReason = { kind: 'shutdown', detail: `harness: more than ${MAX_FAULTS} exceptions (fault loop), last vector ${vector}` };
+      return raise.call(cpu, vector, code);
+    };
     this.hltStandIn = !isDefined(0xf4);
     if (this.hltStandIn) {
       const hlt = (cpu: Cpu): void => cpu.halt();
@@ -236,6 +248,7 @@ export class Harness {
 
   private setup(v: Vector): void {
     const cpu = this.cpu;
+    this.faults = 0;
     cpu.resetRealMode();
     cpu.idtrBase = 0;
     cpu.idtrLimit = 0x3ff;

@@ -7,10 +7,15 @@ export interface FakeCpu {
   eventHook: () => void;
   stopReason: unknown;
   attention: number;
+  stop(reason: unknown): void;
 }
 
 export function fakeCpu(): FakeCpu & Cpu {
-  const f: FakeCpu = { cycles: 0, nextEventCycle: Number.POSITIVE_INFINITY, eventHook: () => {}, stopReason: null, attention: 0 };
+  const f: FakeCpu = {
+    cycles: 0, nextEventCycle: Number.POSITIVE_INFINITY, eventHook: () => {}, stopReason: null, attention: 0,
+    // Same contract as Cpu.stop: the first reason wins.
+    stop(reason) { if (f.stopReason === null) { f.stopReason = reason; f.attention |= 1; } },
+  };
   return f as FakeCpu & Cpu;
 }
 

@@ -22,6 +22,12 @@ export interface CostTable {
   readonly io: number;
   /** Cycles charged for a segment register load in protected mode (descriptor read). */
   readonly segmentLoad: number;
+  /**
+   * Extra cycles for members of opcode groups that cost more than the group's base class
+   * (F6/F7 MUL/DIV, FF CALL/JMP, 0F 01 INVLPG, ...), indexed by `(handlerIndex << 3) | reg`
+   * (8192 entries); charged by the group's handler through `Cpu.chargeGroup`.
+   */
+  readonly groupExtra: Uint16Array;
 }
 
 /** A flat cost table, for tests that only need a machine that counts instructions. */
@@ -36,5 +42,6 @@ export function unitCostTable(): CostTable {
     privilegeChange: 0,
     io: 0,
     segmentLoad: 0,
+    groupExtra: new Uint16Array(8192),
   };
 }

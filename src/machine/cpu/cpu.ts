@@ -829,7 +829,7 @@ export class Cpu {
           }
           continue;
         }
-        lookJit = r === JitRun.NoWindow;
+        lookJit = r === JitRun.Again;
       }
       // ---- decode prefixes ----
       this.instrStart = this.eip;
@@ -903,8 +903,18 @@ export class Cpu {
   updateAttention(): void {
     let a = this.attention & 2;
     if ((this.flags & TF) !== 0) a |= 1;
-    if (this.intrLine || this.intrShadow || this.halted) a |= 1;
+    if (this.intrLine || this.intrShadow || this.halted || this.stopReason !== null) a |= 1;
     this.attention = a;
+  }
+
+  /**
+   * Stops the machine after the current instruction (devices: exit port, reset); the first
+   * reason given wins.
+   */
+  stop(reason: StopReason): void {
+    if (this.stopReason !== null) return;
+    this.stopReason = reason;
+    this.attention |= 1;
   }
 
   /** Raises or lowers INTR (called by the interrupt controller). */
@@ -954,6 +964,14 @@ export class Cpu {
   /** Turns the JIT on or off (turning it on again starts with an empty block cache). */
   get jitEnabled(): boolean { return this.jit !== null; }
   set jitEnabled(on: boolean) { this.jit = on ? (this.jit ?? new Jit()) : null; }
+
+  /**
+   * Charges the extra cost of the group member selected by ModR/M.reg (call after
+   * decodeModrm in a group opcode's handler); `op` is the opcode (0x000–0x1FF).
+   */
+  chargeGroup(op: number): void {
+    this.cycles += this.cost.groupExtra[(((this.opsize32 ? 0x200 : 0) | op) << 3) | this.modrmReg]!;
+  }
 
   /** HLT: stop fetching until an interrupt (or forever, if none can come). */
   halt(): void {

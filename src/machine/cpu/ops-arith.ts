@@ -291,6 +291,7 @@ function divU64(hi: number, lo: number, d: number): void {
 
 function grp3b(cpu: Cpu): void {
   cpu.decodeModrm();
+  cpu.chargeGroup(0xf6);
   const op = cpu.modrmReg;
   if (op === 2 || op === 3) { // NOT, NEG: lockable with a memory operand
     if (cpu.lock && cpu.modrmMod === 3) lockFault(cpu);
@@ -339,6 +340,7 @@ function grp3b(cpu: Cpu): void {
 
 function grp3w(cpu: Cpu): void {
   cpu.decodeModrm();
+  cpu.chargeGroup(0xf7);
   const op = cpu.modrmReg;
   if (op === 2 || op === 3) {
     if (cpu.lock && cpu.modrmMod === 3) lockFault(cpu);
@@ -392,6 +394,7 @@ function grp3w(cpu: Cpu): void {
 
 function grp3d(cpu: Cpu): void {
   cpu.decodeModrm();
+  cpu.chargeGroup(0xf7);
   const op = cpu.modrmReg;
   if (op === 2 || op === 3) {
     if (cpu.lock && cpu.modrmMod === 3) lockFault(cpu);

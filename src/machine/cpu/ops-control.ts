@@ -154,6 +154,7 @@ function farIndirect(cpu: Cpu, call: boolean): void {
 
 defineOp(0xff, 'group 5', (cpu) => {
   cpu.decodeModrm();
+  cpu.chargeGroup(0xff);
   if (cpu.lock && (cpu.modrmMod === 3 || cpu.modrmReg > 1)) lockUD(cpu);
   switch (cpu.modrmReg) {
     case 0: { const v = cpu.readRMW16(); cpu.writeRMW16(inc(cpu, v, 16)); break; }
@@ -173,6 +174,7 @@ defineOp(0xff, 'group 5', (cpu) => {
   }
 }, (cpu) => {
   cpu.decodeModrm();
+  cpu.chargeGroup(0xff);
   if (cpu.lock && (cpu.modrmMod === 3 || cpu.modrmReg > 1)) lockUD(cpu);
   switch (cpu.modrmReg) {
     case 0: { const v = cpu.readRMW32(); cpu.writeRMW32(inc(cpu, v, 32)); break; }

@@ -116,6 +116,7 @@ function storeTable(cpu: Cpu, limit: number, base: number): void {
 
 defineOp(0x101, 'GRP7 (SGDT/SIDT/LGDT/LIDT/SMSW/LMSW/INVLPG)', (cpu) => {
   cpu.decodeModrm();
+  cpu.chargeGroup(0x101);
   const reg = cpu.modrmReg;
   if (cpu.modrmMod === 3 && reg !== 4 && reg !== 6) cpu.raise(Vec.UD);
   switch (reg) {

@@ -9,9 +9,7 @@ export const EXIT_PORT = 0xf4;
  * instruction (the loop only looks at `stopReason` when `attention` is set).
  */
 export function stopMachine(cpu: Cpu, reason: StopReason): void {
-  if (cpu.stopReason !== null) return;
-  cpu.stopReason = reason;
-  cpu.attention |= 1;
+  cpu.stop(reason);
 }
 
 /**

@@ -38,6 +38,8 @@ export interface CompiledBlock {
   readonly count: number;
   /** The generated source, for debugging. */
   readonly source: string;
+  /** Only one instruction, run by its interpreter handler: no gain over interpreting it. */
+  readonly trivial: boolean;
 }
 
 // ---- runtime helpers the generated code calls (exact transcriptions of cpu.ts paths) ----
@@ -183,10 +185,11 @@ interface Emitted {
   /**
    * How it ends: 'next' falls through; 'jcc' has emitted its own taken path (which leaves or
    * loops) and falls through when not taken; 'jump' has emitted its own exit (block ends);
-   * 'callnext' ran the interpreter's handler and goes on when EIP is the next instruction;
+   * 'callnext' ran the interpreter's handler and goes on when EIP is the next instruction
+   * ('callnextw': and the rest of the block's bytes are unchanged);
    * 'callend' ran the interpreter's handler and the block ends (EIP is what it left).
    */
-  kind: 'next' | 'jcc' | 'jump' | 'callnext' | 'callend';
+  kind: 'next' | 'jcc' | 'jump' | 'callnext' | 'callnextw' | 'callend';
 }
 
 /** Limits for one block. */
@@ -350,6 +353,7 @@ export function compileBlock(cpu: Cpu, phys: number, eip: number, limits: BlockL
       r.body = `c.segOverride = ${segOv}; c.rep = ${rep}; c.lock = ${lock}; c.opsize32 = ${os32}; c.addrsize32 = ${as32}; c.eip = ${afterOpcode}; H[${idx}](c);`;
       return r;
     };
+    const callW = (): Emitted => { call(true); r.kind = 'callnextw'; return r; };
     const callOr = (e: Emitted | null): Emitted => e ?? call(false);
     if (lock || rep !== 0) return call(false);
     // Handler calls that may stay in the block: decode the operands for the length only.
@@ -369,6 +373,28 @@ export function compileBlock(cpu: Cpu, phys: number, eip: number, limits: BlockL
     }
     if ((op === 0x1a4 || op === 0x1ac) && peekMod() === 3) { modrmOnly(); byte(); return call(true); }
     if (op === 0x1ba && peekMod() === 3) { modrmOnly(); byte(); return call(true); }
+    // Handler calls that may write memory (or load DS/ES/FS/GS, or touch devices): the block
+    // goes on after re-checking its remaining bytes (the write may have hit them).
+    if (op === 0x06 || op === 0x0e || op === 0x16 || op === 0x1e || op === 0x1a0 || op === 0x1a8
+      || op === 0x07 || op === 0x1f || op === 0x1a1 || op === 0x1a9 || op === 0x60 || op === 0x9c
+      || (op >= 0xa4 && op <= 0xa7) || (op >= 0xaa && op <= 0xaf)
+      || op === 0xe4 || op === 0xe5 || op === 0xe6 || op === 0xe7 || (op >= 0xec && op <= 0xef)) {
+      if (op >= 0xe4 && op <= 0xe7) byte();
+      return callW();
+    }
+    if (op === 0x61) return call(true);
+    if (op === 0xc8) { u16(); byte(); return callW(); }
+    if (op === 0x8e) {
+      const sreg = peekReg();
+      if (sreg === 0 || sreg === 3 || sreg === 4 || sreg === 5) { modrmOnly(); return callW(); }
+      return call(false);
+    }
+    if (op === 0x8f || op === 0x1ab || op === 0x1b3 || op === 0x1bb || op === 0x1a5 || op === 0x1ad
+      || op === 0x1c0 || op === 0x1c1 || op === 0x1b0 || op === 0x1b1 || op === 0x8c || op === 0x1c7) {
+      modrmOnly();
+      return callW();
+    }
+    if (op === 0x1a4 || op === 0x1ac || op === 0x1ba) { modrmOnly(); byte(); return callW(); }
     return callOr(transcribe(op, w, r, next, call));
   };
 
@@ -676,6 +702,7 @@ export function compileBlock(cpu: Cpu, phys: number, eip: number, limits: BlockL
   const parts: string[] = [];
   let count = 0;
   let ended = false;
+  let trivial = false;
   /** The fall-through tail of the last instruction emitted (replaced when the block goes on). */
   let tail = '';
   while (count < limits.maxInstructions) {
@@ -706,9 +733,10 @@ export function compileBlock(cpu: Cpu, phys: number, eip: number, limits: BlockL
     parts.push(`${e.faults ? `c.instrStart = ${start}; ` : ''}${cost} ${body}`);
     count++;
     if (e.kind === 'jump') { ended = true; tail = ''; break; }
-    if (e.kind === 'callend') { parts.push('c.instructions++; return true;'); ended = true; tail = ''; break; }
-    if (e.kind === 'callnext') {
-      tail = `c.instructions++; if (c.eip !== ${next} || ${exitTest}) return true;`;
+    if (e.kind === 'callend') { if (count === 1) trivial = true; parts.push('c.instructions++; return true;'); ended = true; tail = ''; break; }
+    if (e.kind === 'callnext' || e.kind === 'callnextw') {
+      const rest = e.kind === 'callnextw' ? ` || REST(${pos})` : '';
+      tail = `c.instructions++; if (c.eip !== ${next} || ${exitTest}${rest}) return true;`;
       lastLeave = 'c.instructions++; return true;';
       continue;
     }
@@ -717,18 +745,25 @@ export function compileBlock(cpu: Cpu, phys: number, eip: number, limits: BlockL
     lastLeave = `c.instructions++; ${leave(next)}`;
   }
   if (count === 0) return null;
+  if (trivial) return { fn: () => false, length: pos, count, source: '', trivial };
   if (!ended) parts.push(lastLeave);
   const length = pos;
 
-  // Stale-code check: the words covering [phys, phys + length), masked to the block's bytes.
-  const checks: string[] = [];
+  // Stale-code check: the words covering [phys + from, phys + length), masked to those bytes.
   const i32 = cpu.mem.i32;
-  for (let a = phys & ~3; a < phys + length; a += 4) {
-    let mask = 0;
-    for (let k = 0; k < 4; k++) if (a + k >= phys && a + k < phys + length) mask |= 0xff << (8 * k);
-    const word = i32[a >>> 2]! & mask;
-    checks.push(mask === -1 ? `W[${a >>> 2}] !== ${word}` : `(W[${a >>> 2}] & ${mask}) !== ${word}`);
-  }
+  const changed = (from: number): string => {
+    const checks: string[] = [];
+    const lo = phys + from, hi = phys + length;
+    for (let a = lo & ~3; a < hi; a += 4) {
+      let mask = 0;
+      for (let k = 0; k < 4; k++) if (a + k >= lo && a + k < hi) mask |= 0xff << (8 * k);
+      const word = i32[a >>> 2]! & mask;
+      checks.push(mask === -1 ? `W[${a >>> 2}] !== ${word}` : `(W[${a >>> 2}] & ${mask}) !== ${word}`);
+    }
+    return checks.length === 0 ? 'false' : checks.join(' || ');
+  };
+  const checks = [changed(0)];
+  for (let i = 0; i < parts.length; i++) parts[i] = parts[i]!.replace(/REST\((\d+)\)/, (_s, f: string) => `(${changed(Number(f))})`);
 
   const source = [
     `const LEN = ${length};`,
@@ -743,5 +778,5 @@ export function compileBlock(cpu: Cpu, phys: number, eip: number, limits: BlockL
   ].join('\n');
   // eslint-disable-next-line @typescript-eslint/no-implied-eval
   const factory = new Function(...HELPER_NAMES, source) as (...h: unknown[]) => BlockFn;
-  return { fn: factory(...HELPER_VALUES), length, count, source };
+  return { fn: factory(...HELPER_VALUES), length, count, source, trivial };
 }

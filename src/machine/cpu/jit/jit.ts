@@ -46,8 +46,11 @@ export const JitRun = {
   Ran: 1,
   /** Nothing ran; no need to look again before the next control transfer. */
   Cold: 0,
-  /** Nothing ran because the fetch window does not map EIP; look again after one instruction. */
-  NoWindow: -1,
+  /**
+   * Nothing ran (the fetch window does not map EIP, or the block there is a single
+   * instruction better interpreted); look again after one instruction.
+   */
+  Again: -1,
 } as const;
 
 const SLOTS = 1 << 14;
@@ -60,6 +63,8 @@ class Entry {
   end = 0;
   /** With no `fn`: the first bytes when compiling failed (a retry waits for them to change). */
   firstWord = 0;
+  /** With no `fn`: the interpreter runs this instruction and the JIT looks again after it. */
+  again = false;
   constructor(readonly phys: number, readonly eip: number, readonly mode: number) {}
 }
 
@@ -91,7 +96,7 @@ export class Jit {
    */
   run(cpu: Cpu, target: number): number {
     const phys = cpu.fetchPhys();
-    if (phys < 0) return JitRun.NoWindow;
+    if (phys < 0) return JitRun.Again;
     const slot = (phys ^ (phys >>> 13)) & MASK;
     let e = this.table[slot];
     const eip = cpu.eip;
@@ -104,14 +109,14 @@ export class Jit {
       this.heat[slot] = 0;
       e = new Entry(phys, eip, mode);
       this.table[slot] = e;
-      if (this.compile(cpu, e) === null) return JitRun.Cold;
+      if (this.compile(cpu, e) === null) return e.again ? JitRun.Again : JitRun.Cold;
     }
     let fn = e.fn;
     if (fn === null) {
       // Rejected: look again only when the bytes there have changed.
-      if (this.word(cpu, phys) === e.firstWord) return JitRun.Cold;
+      if (this.word(cpu, phys) === e.firstWord) return e.again ? JitRun.Again : JitRun.Cold;
       fn = this.compile(cpu, e);
-      if (fn === null) return JitRun.Cold;
+      if (fn === null) return e.again ? JitRun.Again : JitRun.Cold;
     }
     if (e.end - 1 > cpu.segHi[1]!) return JitRun.Cold;
     const before = cpu.instructions;
@@ -134,8 +139,9 @@ export class Jit {
 
   private compile(cpu: Cpu, e: Entry): BlockFn | null {
     const b = compileBlock(cpu, e.phys, e.eip, { maxInstructions: this.maxInstructions });
-    if (b === null) {
+    if (b === null || b.trivial) {
       e.fn = null;
+      e.again = b !== null;
       e.firstWord = this.word(cpu, e.phys);
       this.stats.rejected++;
       return null;
