@@ -40,16 +40,25 @@ export interface BuildGuestIo {
 
 let tsLoaderRegistered = false;
 
-/** Imports a guest module; .ts files go through ts-node (transpile-only) unless a loader is active. */
+/**
+ * Imports a guest module. A .ts file is imported as is first (under vitest or a TypeScript
+ * loader that works); if Node cannot, ts-node (transpile-only) is registered and it is retried.
+ */
 async function importModule(path: string): Promise<Record<string, unknown>> {
   const abs = resolve(path);
   if (!existsSync(abs)) throw new UsageError(`${path}: no such file (and no built-in guest of that name: ${Object.keys(BUILTIN_GUESTS).join(', ')})`);
-  if (['.ts', '.mts', '.cts'].includes(extname(abs)) && !tsLoaderRegistered && !process.execArgv.join(' ').includes('ts-register')) {
-    process.env.TS_NODE_TRANSPILE_ONLY ??= 'true';
-    register('ts-node/esm', pathToFileURL('./'));
-    tsLoaderRegistered = true;
+  const url = pathToFileURL(abs).href;
+  try {
+    return (await import(url)) as Record<string, unknown>;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'ERR_UNKNOWN_FILE_EXTENSION' || tsLoaderRegistered || !['.ts', '.mts', '.cts'].includes(extname(abs))) throw e;
   }
-  return (await import(pathToFileURL(abs).href)) as Record<string, unknown>;
+  process.env.TS_NODE_TRANSPILE_ONLY ??= 'true';
+  register('ts-node/esm', pathToFileURL('./'));
+  tsLoaderRegistered = true;
+  // A new URL: Node remembers the failed import of the plain one.
+  return (await import(`${url}?ts-node`)) as Record<string, unknown>;
 }
 
 function parseParams(list: string[]): Record<string, string> {

@@ -6,12 +6,14 @@ import { pathToFileURL } from 'node:url';
 import { ImageError } from '../guest/elf.js';
 import { ProfileError } from '../profiles/index.js';
 import { UsageError } from './errors.js';
+import { buildGuestCommand } from './build-guest.js';
 import { STATUS_ERROR, execCommand } from './exec.js';
 
 const HELP = `usage: virtlab <command> [options]
 
 commands:
-  exec <image>   run a Multiboot ELF (or, with --flat, a raw binary) and report the run
+  exec <image>                 run a Multiboot ELF (or, with --flat, a raw binary) and report the run
+  build-guest <module.ts|NAME> build a guest image (.vlg) and/or a Multiboot ELF
 
 Run "virtlab <command> --help" for a command's options.
 `;
@@ -43,7 +45,7 @@ export function main(argv: string[], io: CliIo = processIo): number {
       case 'exec':
         return execCommand(rest, { stdout, stderr, help: (s) => io.stdout(s) });
       default:
-        stderr(`virtlab: unknown command "${cmd}" (commands: exec; see virtlab --help)\n`);
+        stderr(`virtlab: unknown command "${cmd}" (commands: exec, build-guest; see virtlab --help)\n`);
         return STATUS_ERROR;
     }
   } catch (e) {
@@ -69,11 +71,19 @@ function isEntry(): boolean {
   }
 }
 
+/** Like `main`, for commands that must await (build-guest imports a module). */
+export async function mainAsync(argv: string[], io: CliIo = processIo): Promise<number> {
+  if (argv[0] === 'build-guest') {
+    return buildGuestCommand(argv.slice(1), { stdout: (s) => io.stdout(s), stderr: (s) => io.stderr(s) });
+  }
+  return main(argv, io);
+}
+
 if (isEntry()) {
   // A closed stdout (`virtlab exec ... | head`) must not crash the run: the exit status and
   // the run record still matter. Later writes are dropped.
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
     if (e.code !== 'EPIPE') throw e;
   });
-  process.exitCode = main(process.argv.slice(2));
+  void mainAsync(process.argv.slice(2)).then((status) => { process.exitCode = status; });
 }

@@ -28,7 +28,11 @@ export type SectionKind = 'text' | 'rodata' | 'data' | 'bss';
 export interface SectionOptions {
   /** text, rodata, data or bss; default: the section's name when it is one of those, else 'text'. */
   readonly kind?: SectionKind;
-  /** Virtual address of its first byte. Default: after the previous section, aligned to `align`. */
+  /**
+   * Virtual address of its first byte. Default: after the previous automatically placed
+   * section (or the first section), aligned to `align`; sections with an explicit origin
+   * stand apart and do not move the ones after them.
+   */
   readonly origin?: number;
   /**
    * Physical (load) address. Default: `origin` when `origin` is given (identity), else the
@@ -278,19 +282,21 @@ export class Assembler {
   }
 
   /**
-   * A function: binds a label `name` here, runs `body`, and records the symbol as a
-   * function whose size is what `body` emitted.
+   * A function: binds `label` (a label, or the name of a new one) here, runs `body`, and
+   * records the symbol as a function whose size is what `body` emitted.
    */
-  func(name: string, body: () => void): Label {
-    const l = this.here(name);
+  func(label: string | Label, body: () => void): Label {
+    const l = typeof label === 'string' ? this.here(label) : this.bind(label);
+    if (!l.named) throw new AsmError('func: an anonymous label cannot be a symbol');
     body();
     this.symbolInfo.set(l, { kind: 'function', size: this.here() });
     return l;
   }
 
   /** A data object: like `func`, for data (symbol kind 'object'). */
-  object(name: string, body: () => void): Label {
-    const l = this.here(name);
+  object(label: string | Label, body: () => void): Label {
+    const l = typeof label === 'string' ? this.here(label) : this.bind(label);
+    if (!l.named) throw new AsmError('object: an anonymous label cannot be a symbol');
     body();
     this.symbolInfo.set(l, { kind: 'object', size: this.here() });
     return l;
@@ -875,7 +881,7 @@ export class Assembler {
         }
         s.end = pos;
         if (pos > 0x1_0000_0000) throw new AsmError(`section "${s.name}" (${hex(s.vaddr)}, ${pos - s.vaddr} bytes) runs past 4 GiB`);
-        prev = s;
+        if (s.origin === null || s.index === 0) prev = s;
       }
       let changed = false;
       for (const s of this.sections) {

@@ -209,7 +209,8 @@ export function mem(spec: MemSpec): Mem {
   } else if (spec.disp !== undefined) {
     ref = toExpr(spec.disp);
   }
-  return new Mem(base, index, scale, disp, ref, seg, size);
+  // Without an index the scale means nothing; a scale > 1 would make iced emit a useless SIB.
+  return new Mem(base, index, index ? scale : 1, disp, ref, seg, size);
 }
 
 function sized(size: MemSize | null, addr: Address, disp?: number | Ref): Mem {

@@ -10,6 +10,8 @@
  *   --max N                show the first N failure diffs per file
  *   --limit N              run only the first N vectors of each file
  *   --no-exclusions        run excluded vectors too
+ *   --no-masks             compare undefined flags and masked registers too
+ *   --jit                  run with the JIT on (every block compiled at once)
  *   --quiet                only the table and the total
  *   --status FILE          also write a Markdown status summary to FILE
  *   --write-exclusions-doc regenerate test/conformance/EXCLUSIONS.md (rules and counts)
@@ -17,9 +19,9 @@
  * Exit status 1 when the pass rate of the non-excluded vectors of implemented instructions
  * (vectors not stopped as `unsupported`) is under 99%.
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { EXCLUSION_RULES, FLAG_MASK_RULES, rulesFor, decode } from './exclusions.js';
+import { EXCLUSION_RULES, FLAG_MASK_RULES, REG_MASK_RULES, FINDINGS, rulesFor, decode } from './exclusions.js';
 import { formatFailure, Harness, listSuites, loadSuite, projectRoot, runSuite, type SuiteSummary } from './runner.js';
 
 interface Args {
@@ -27,19 +29,23 @@ interface Args {
   maxShown: number;
   limit: number | undefined;
   noExclusions: boolean;
+  noMasks: boolean;
+  jit: boolean;
   quiet: boolean;
   status: string | undefined;
   writeDoc: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { suites: [], maxShown: 3, limit: undefined, noExclusions: false, quiet: false, status: undefined, writeDoc: false };
+  const a: Args = { suites: [], maxShown: 3, limit: undefined, noExclusions: false, noMasks: false, jit: false, quiet: false, status: undefined, writeDoc: false };
   for (let i = 0; i < argv.length; i++) {
     const s = argv[i]!;
     if (s === '--all') a.maxShown = Infinity;
     else if (s === '--max') a.maxShown = Number(argv[++i]);
     else if (s === '--limit') a.limit = Number(argv[++i]);
     else if (s === '--no-exclusions') a.noExclusions = true;
+    else if (s === '--no-masks') a.noMasks = true;
+    else if (s === '--jit') a.jit = true;
     else if (s === '--quiet') a.quiet = true;
     else if (s === '--status') a.status = argv[++i];
     else if (s === '--write-exclusions-doc') a.writeDoc = true;
@@ -65,7 +71,7 @@ function writeExclusionsDoc(): void {
       const r = rulesFor(s, v);
       if (r.exclude) { excl.set(r.exclude.id, (excl.get(r.exclude.id) ?? 0) + 1); continue; }
       const d = decode(v);
-      for (const m of FLAG_MASK_RULES) {
+      for (const m of [...FLAG_MASK_RULES, ...REG_MASK_RULES]) {
         if (m.suites.includes(s) && (!m.when || m.when(d, v))) masks.set(m.id, (masks.get(m.id) ?? 0) + 1);
       }
     }
@@ -94,6 +100,18 @@ function writeExclusionsDoc(): void {
     '|---|---|---:|---|---|',
     ...FLAG_MASK_RULES.map((r) => `| \`${r.id}\` | ${r.suites.join(' ')} | ${masks.get(r.id) ?? 0} | ${maskName(r.mask)} | ${r.reason} |`),
     '',
+    '## Registers not compared (masked, not excluded)',
+    '',
+    '| id | files | vectors | masked | reason |',
+    '|---|---|---:|---|---|',
+    ...REG_MASK_RULES.map((r) => `| \`${r.id}\` | ${r.suites.join(' ')} | ${masks.get(r.id) ?? 0} | ${r.regs.join(' ')} | ${r.reason} |`),
+    '',
+    '## Checked, no exclusion needed',
+    '',
+    ...FINDINGS.map((f) => `- ${f}`),
+    '',
+    'To see what a mask hides for the current CPU: `run-all.ts --no-masks`; excluded vectors: `--no-exclusions`.',
+    '',
   ];
   const file = join(projectRoot(), 'test', 'conformance', 'EXCLUSIONS.md');
   writeFileSync(file, lines.join('\n'));
@@ -109,13 +127,13 @@ function main(): number {
   const args = parseArgs(process.argv.slice(2));
   if (args.writeDoc) { writeExclusionsDoc(); if (args.suites.length === 0) return 0; }
   const suites = args.suites.length > 0 ? args.suites : listSuites();
-  const h = new Harness();
+  const h = new Harness({ jit: args.jit });
   const results: SuiteSummary[] = [];
   const t0 = Date.now();
   let pass = 0, fail = 0, unsupported = 0, excluded = 0;
   console.log('file      total  pass  fail  (unsup)  excl   pass rate (non-excluded, implemented)');
   for (const s of suites) {
-    const r = runSuite(h, s, { noExclusions: args.noExclusions, limit: args.limit });
+    const r = runSuite(h, s, { noExclusions: args.noExclusions, noMasks: args.noMasks, limit: args.limit });
     results.push(r);
     pass += r.pass; fail += r.fail; unsupported += r.unsupported; excluded += r.excluded;
     const impl = r.pass + r.fail - r.unsupported;
@@ -134,6 +152,7 @@ function main(): number {
   console.log('-'.repeat(80));
   console.log(`TOTAL ${suites.length} files: ${pass + fail + excluded} vectors, pass ${pass}, fail ${fail} (of which unsupported ${unsupported}), excluded ${excluded}; ` +
     `pass rate of implemented non-excluded: ${pct(pass, impl).trim()} (${pass}/${impl}); ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  if (h.cpu.jit) console.log(`JIT: ${JSON.stringify(h.cpu.jit.stats)}`);
   if (args.status) writeStatus(args.status, results, { pass, fail, unsupported, excluded, impl });
   if (impl === 0) { console.log('no implemented instruction among the vectors run'); return 1; }
   return pass / impl < 0.99 ? 1 : 0;
@@ -164,6 +183,11 @@ function writeStatus(file: string, results: SuiteSummary[], t: { pass: number; f
   lines.push('## Files stopped as unsupported (not implemented yet)', '');
   lines.push(unsup.length === 0 ? 'None.' : unsup.map((r) => `${r.suite} (${r.unsupported}: ${r.failures.find((f) => f.unsupported)?.diffs[0]?.slice(0, 60) ?? ''})`).join(', '));
   lines.push('');
+  // Hand-written notes below the marker survive regeneration.
+  const MARK = '<!-- notes: kept when this file is regenerated -->';
+  let notes = '';
+  try { const old = readFileSync(file, 'utf8'); const i = old.indexOf(MARK); if (i >= 0) notes = old.slice(i + MARK.length); } catch { /* new file */ }
+  lines.push(MARK + notes);
   writeFileSync(file, lines.join('\n'));
 }
 

@@ -150,6 +150,8 @@ const MAX_STEPS = 1000;
 export interface RunOptions {
   /** Ignore the exclusion list (report everything as pass/fail). */
   noExclusions?: boolean;
+  /** Compare every flag and register bit (ignore the undefined-flag and register masks). */
+  noMasks?: boolean;
 }
 
 function hex(v: number, digits: number): string {
@@ -180,7 +182,8 @@ export class Harness {
   /** Exceptions raised during the current vector. */
   private faults = 0;
 
-  constructor() {
+  /** `jit`: run with the block compiler on, compiling every block at once (threshold 1). */
+  constructor(opts: { jit?: boolean } = {}) {
     this.mem = new TrackingMemory(16 << 20);
     // Unclaimed ports read as all-ones (0xFF / 0xFFFF), as the suite's IN expects.
     this.io = new PortBus();
@@ -196,6 +199,10 @@ export class Harness {
       if (++this.faults > MAX_FAULTS) cpu.stopReason = { kind: 'shutdown', detail: `harness: more than ${MAX_FAULTS} exceptions (fault loop), last vector ${vector}` };
       return raise.call(cpu, vector, code);
     };
+    if (opts.jit) {
+      cpu.jitEnabled = true;
+      cpu.jit!.threshold = 1;
+    }
     this.hltStandIn = !isDefined(0xf4);
     if (this.hltStandIn) {
       const hlt = (cpu: Cpu): void => cpu.halt();
@@ -207,6 +214,7 @@ export class Harness {
   /** Runs one vector of suite `suite`; never throws for CPU misbehaviour (reports it). */
   run(suite: string, v: Vector, index: number, opts: RunOptions = {}): VectorResult {
     const rules = rulesFor(suite, v);
+    if (opts.noMasks) { rules.flagsMask = 0; rules.pushedFlagsMask = 0; rules.regMask = {}; }
     if (!opts.noExclusions && rules.exclude) {
       return { status: 'excluded', index, name: v.name, hash: v.hash, reason: rules.exclude.reason, ruleId: rules.exclude.id };
     }
@@ -287,6 +295,9 @@ export class Harness {
         if (cpu.mem.read8((cpu.segBase[CS]! + (cpu.eip & 0xffff)) >>> 0) === 0xf4) { finalIp = (cpu.eip + 1) & 0xffff; break; }
       }
       if (steps >= MAX_STEPS) { diffs.push(`did not reach the HLT within ${MAX_STEPS} instructions`); return diffs; }
+      // The JIT only enters where the fetch window already maps EIP (it never refills it):
+      // map it, so that compiled code, not the interpreter, runs the instruction.
+      if (cpu.jit !== null) (cpu as unknown as { refillFetch(): void }).refillFetch();
       cpu.run(1);
       steps++;
       const stop = cpu.stopReason as Cpu['stopReason'];

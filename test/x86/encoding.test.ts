@@ -1,14 +1,10 @@
 import fc from 'fast-check';
 import { Decoder, DecoderOptions, OpKind, Register as IcedRegister } from 'iced-x86';
 import { describe, expect, it } from 'vitest';
-import { imageFromAssembly } from '../../src/guest/image.js';
-import { toMultibootElf } from '../../src/guest/image-elf.js';
-import { Machine } from '../../src/machine/machine.js';
-import { loadProfile } from '../../src/profiles/index.js';
-import { AsmError, Assembler } from '../../src/x86/assembler.js';
+import { Assembler } from '../../src/x86/assembler.js';
 import {
-  ah, al, ax, bl, bx, byte, cl, cr0, cr2, cr3, cr4, cx, ds, dword, dx, eax, ebp, ebx, ecx, edi, edx, es, esi, esp, fs,
-  mem, ptr, qword, ss, word, type Reg,
+  ah, al, ax, bl, bx, byte, cl, cr0, cr2, cr3, cr4, ds, dword, dx, eax, ebp, ebx, ecx, edi, edx, es, esi, esp, fs,
+  ptr, qword, ss, word, type Reg,
 } from '../../src/x86/operands.js';
 import { disassembleAll } from '../../src/x86/pvop.js';
 
@@ -19,11 +15,6 @@ function bytesOf(f: (a: Assembler) => void, origin = 0): Uint8Array {
   const a = new Assembler({ origin });
   f(a);
   return a.build().sections[0]!.bytes;
-}
-
-function asmError(f: () => unknown): AsmError {
-  try { f(); } catch (e) { if (e instanceof AsmError) return e; throw e; }
-  throw new Error('expected an AsmError');
 }
 
 /**
@@ -219,8 +210,8 @@ function decodeOne(bytes: Uint8Array): { mnemonic: string; regs: IcedRegister[];
     for (let i = 0; i < ins.opCount; i++) {
       const k = ins.opKind(i);
       if (k === OpKind.Register) regs.push(ins.opRegister(i));
-      else if (k === OpKind.Memory) m = { base: ins.memoryBase, index: ins.memoryIndex, scale: ins.memoryIndexScale, disp: ins.memoryDisplacement32 | 0 };
-      else if (k === OpKind.Immediate8 || k === OpKind.Immediate8to32 || k === OpKind.Immediate32) imm = ins.immediate(i) === undefined ? null : Number(BigInt.asIntN(32, ins.immediate(i)));
+      else if (k === OpKind.Memory) m = { base: ins.memoryBase, index: ins.memoryIndex, scale: ins.memoryIndexScale, disp: Number(BigInt.asIntN(32, ins.memoryDisplacement)) };
+      else if (k === OpKind.Immediate8 || k === OpKind.Immediate8to32 || k === OpKind.Immediate32) imm = Number(BigInt.asIntN(32, ins.immediate(i)));
     }
     return { mnemonic: ins.isInvalid ? '(bad)' : disassembleAll(bytes.subarray(0, ins.length), 0, 32)[0]!.text.split(' ')[0]!, regs, imm, mem: m, length: ins.length };
   } finally {

@@ -960,7 +960,7 @@ export class Cpu {
   idleCycles = 0;
 
   /** The block compiler (`jit/`); null: interpret only. Exactly equivalent either way. */
-  jit: Jit | null = null;
+  jit: Jit | null = new Jit();
   /** Turns the JIT on or off (turning it on again starts with an empty block cache). */
   get jitEnabled(): boolean { return this.jit !== null; }
   set jitEnabled(on: boolean) { this.jit = on ? (this.jit ?? new Jit()) : null; }

@@ -178,6 +178,8 @@ interface Emitted {
   idx: number;
   /** ModR/M memory operand (charges cost.memOperand). */
   memOperand: boolean;
+  /** Index into cost.groupExtra that the handler charges (Cpu.chargeGroup), or -1. */
+  group: number;
   /** May fault: `instrStart` must be set first. */
   faults: boolean;
   /** May have written to this block's own bytes (sets `h`). */
@@ -339,7 +341,7 @@ export function compileBlock(cpu: Cpu, phys: number, eip: number, limits: BlockL
     if (op === 0x0f) op = 0x100 | byte();
     const w = os32 ? 32 : 16;
     const idx = os32 ? op | 0x200 : op;
-    const r: Emitted = { body: '', idx, memOperand: false, faults: false, writes: false, kind: 'next' };
+    const r: Emitted = { body: '', idx, memOperand: false, group: -1, faults: false, writes: false, kind: 'next' };
     const afterOpcode = eip + pos;
     /**
      * Runs the interpreter's own handler for this instruction, with the decode state runBlock
@@ -348,7 +350,7 @@ export function compileBlock(cpu: Cpu, phys: number, eip: number, limits: BlockL
      * decoded, so the block may go on after it.
      */
     const call = (cont: boolean): Emitted => {
-      r.faults = true; r.memOperand = false; r.writes = false; // the handler charges memOperand itself
+      r.faults = true; r.memOperand = false; r.group = -1; r.writes = false; // the handler charges these itself
       r.kind = cont ? 'callnext' : 'callend';
       r.body = `c.segOverride = ${segOv}; c.rep = ${rep}; c.lock = ${lock}; c.opsize32 = ${os32}; c.addrsize32 = ${as32}; c.eip = ${afterOpcode}; H[${idx}](c);`;
       return r;
@@ -625,6 +627,7 @@ export function compileBlock(cpu: Cpu, phys: number, eip: number, limits: BlockL
     if (op === 0xf6 || op === 0xf7) {
       const ww = op === 0xf6 ? 8 : w;
       const m = useM(modrm());
+      r.group = (r.idx << 3) | m.reg;
       if (m.reg <= 1) {
         const iv = imm(ww);
         const [pre, a] = rmRead(ww, m, 'a');
@@ -642,6 +645,7 @@ export function compileBlock(cpu: Cpu, phys: number, eip: number, limits: BlockL
     if (op === 0xfe || op === 0xff) {
       const ww = op === 0xfe ? 8 : w;
       const m = modrm();
+      if (op === 0xff) r.group = (r.idx << 3) | m.reg;
       if (m.reg <= 1) {
         useM(m);
         if (m.mod !== 3) r.writes = true;
@@ -728,7 +732,7 @@ export function compileBlock(cpu: Cpu, phys: number, eip: number, limits: BlockL
     body = body.replace(/TAKEN\((\d+)\)/, (_s, t: string) => `c.cycles += BT; ${branchTo(Number(t))}`);
     body = body.replace(/JUMP\(([^)]*)\)/, (_s, t: string) => branchTo(/^\d+$/.test(t) ? Number(t) : t));
     if (tail !== '') parts.push(tail);
-    const cost = `c.cycles += B[${e.idx}]${e.memOperand ? ' + MO' : ''};`;
+    const cost = `c.cycles += B[${e.idx}]${e.memOperand ? ' + MO' : ''}${e.group >= 0 ? ` + G[${e.group}]` : ''};`;
     parts.push(`// ${start.toString(16)}`);
     parts.push(`${e.faults ? `c.instrStart = ${start}; ` : ''}${cost} ${body}`);
     count++;
@@ -768,7 +772,7 @@ export function compileBlock(cpu: Cpu, phys: number, eip: number, limits: BlockL
   const source = [
     `const LEN = ${length};`,
     'return function jitBlock(c, target) {',
-    'const r32 = c.r32, r16 = c.r16, r8 = c.r8, M = c.mem, W = M.i32, B = c.cost.base, MO = c.cost.memOperand, BT = c.cost.branchTaken, SH = c.segHi;',
+    'const r32 = c.r32, r16 = c.r16, r8 = c.r8, M = c.mem, W = M.i32, B = c.cost.base, MO = c.cost.memOperand, BT = c.cost.branchTaken, G = c.cost.groupExtra, SH = c.segHi;',
     `if (${checks.join(' || ')}) return false;`,
     'let a = 0, b = 0, e = 0, p = 0, t = 0, v = 0, h = 0;',
     'for (;;) {',

@@ -75,7 +75,7 @@ export class Jit {
    * runs in V8's bytecode interpreter until V8 optimizes it, slower than the interpreter's
    * optimized handlers, so compiling pays only for code that stays hot.
    */
-  threshold = 2000;
+  threshold = 20000;
   /** Most instructions in one block. */
   maxInstructions = 64;
   readonly stats: JitStats = { compiled: 0, entries: 0, instructions: 0, invalidations: 0, rejected: 0 };
