@@ -8,6 +8,8 @@ import { formatFailure, Harness, listSuites, loadSuite, type Vector, type Vector
 
 /** Vectors run per file in `npm test` (the files hold 300 each). */
 const SAMPLE = 60;
+/** Vectors run per file with the JIT on (compiling is slower than interpreting one instruction). */
+const SAMPLE_JIT = 15;
 
 const harness = new Harness();
 const suites = listSuites();
@@ -30,6 +32,22 @@ describe('80286 real-mode conformance vectors (first %i of each file)', () => {
     }
     expect(harness.leakCheck(), 'RAM left dirty after the file').toBe(0);
     expect(failures.slice(0, 5).join('\n') + (failures.length > 5 ? `\n... ${failures.length - 5} more` : '')).toBe('');
+  });
+});
+
+describe('the same vectors with the JIT compiling every block (first %i of each file)', () => {
+  const jitHarness = new Harness({ jit: true });
+  it.each(suites)('%s', (suite) => {
+    const vectors = loadSuite(suite).slice(0, SAMPLE_JIT);
+    const failures: string[] = [];
+    for (let i = 0; i < vectors.length; i++) {
+      const r = jitHarness.run(suite, vectors[i]!, i);
+      if (r.status === 'fail') failures.push(formatFailure(suite, r));
+    }
+    expect(failures.slice(0, 5).join('\n')).toBe('');
+  });
+  it('ran compiled code', () => {
+    expect(jitHarness.cpu.jit!.stats.instructions).toBeGreaterThan(0);
   });
 });
 

@@ -297,7 +297,7 @@ export const EXCLUSION_RULES: ExclusionRule[] = [
   {
     id: 'esc-fpu',
     suites: ['D8'],
-    reason: 'ESC (x87) opcodes: the 286 was captured without a 287 coprocessor (ESC only computes the operand address), while a P6 has an integrated x87 that executes them',
+    reason: 'ESC (x87) opcodes: the 286 was captured without a 287 and with MSW.EM = 0, so ESC only reads its memory operand and goes on (#GP at offset 0xFFFF); virtlab has no x87 (CPUID.FPU = 0) and raises #NM for every ESC, as a P6 does with CR0.EM = 1 (a P6 with its x87 enabled would execute the FPU instruction)',
   },
 ];
 

@@ -147,7 +147,7 @@ function runBoth(setup: Setup, code: number[]): { a: unknown; b: unknown; jitIns
 /** One generated instruction: a kind and raw random material. */
 interface Ins { k: number; a: number; b: number; c: number; d: number }
 
-const KINDS = 40;
+const KINDS = 41;
 const ins = fc.record({
   k: fc.integer({ min: 0, max: KINDS - 1 }), a: fc.nat(255), b: fc.nat(255), c: fc.integer(), d: fc.nat(7),
 });
@@ -254,6 +254,18 @@ function assemble(body: Ins[], iterations: number, real: boolean): number[] {
       case 36: out.push(0x67, 0x8b, (real ? 0x46 : 0x44) | (dst(x) << 3), x.a & 0x3f); break; // 16/32-bit address-size override: [si+d8] / [esi+d8] in the other size (reads low memory)
       case 37: out.push(...op66, 0xa1 + (x.b & 2), ...(real ? imm32(x.c & 0xfffe) : le32(DATA + (x.c & 0x3ffc)))); break; // MOV eAX, moffs / moffs, eAX
       case 38: out.push(0x0f, 0xba, 0xe0 | dst(x), x.c & 31); break; // BT r, imm (handler)
+      case 39: // handler calls the block continues after (they write memory or load segments)
+        switch (x.b % 8) {
+          case 0: out.push(0x60, 0x61); break; // PUSHA; POPA
+          case 1: out.push(0x1e, 0x07); break; // PUSH DS; POP ES
+          case 2: out.push(0x8c, 0xd8 | (x.a & 1 ? 0 : 0), 0x8e, 0xc0); break; // MOV eAX, DS; MOV ES, eAX
+          case 3: out.push(0xab); break; // STOSD
+          case 4: out.push(0xc8, x.c & 0x1c, 0, 0, 0xc9); break; // ENTER n, 0; LEAVE
+          case 5: out.push(0x6a, x.c & 255, 0x8f, ...mem(x, 0)); break; // PUSH imm; POP r/m
+          case 6: out.push(0xe4, 0x80 | (x.a & 15)); break; // IN AL, imm8 (ends the block)
+          default: out.push(0x0f, 0xab, ...mem(x, dst(x))); break; // BTS m, r
+        }
+        break;
       default: out.push(0x26 + 8 * (x.b & 3), 0x8b, ...mem(x, dst(x))); break; // segment override prefix
     }
     if (skipArmed >= 0) { out[skipArmed] = (out.length - start) & 255; skipArmed = -1; }
@@ -284,7 +296,7 @@ const setupArb = (real: boolean): fc.Arbitrary<Setup> => fc.record({
   regs: fc.array(fc.integer(), { minLength: 8, maxLength: 8 }),
   eventPeriods: fc.array(fc.integer({ min: 1, max: 400 }), { minLength: 1, maxLength: 4 }),
   budgets: fc.array(fc.integer({ min: 1, max: 700 }), { minLength: 1, maxLength: 4 }),
-  threshold: fc.constantFrom(1, 2, 3),
+  threshold: fc.constantFrom(0, 1, 10, 50),
 });
 
 describe('JIT equivalence with the interpreter', () => {

@@ -10,15 +10,16 @@
  * interrupts disabled (interrupt gates; SYSENTER clears IF): only the idle loop enables
  * them, so the kernel needs no locks. See docs/kernel.md.
  */
-import { Assembler } from '../../x86/assembler.js';
+import type { Assembler } from '../../x86/assembler.js';
+import { KernelAssembler } from './asm.js';
 import {
-  al, ax, cr0, cr2, cr3, cr4, cs, ds, dx, eax, ebp, ebx, ecx, edi, edx, es, esi, esp, fs, gs, ss,
-  byte, dword, fword, ptr, word, type Label, type Reg,
+  al, ax, cl, cr0, cr2, cr3, cr4, ds, dx, eax, ebp, ebx, ecx, edi, edx, es, esi, esp, fs, gs, ss,
+  byte, dword, fword, ptr, word, type Label,
 } from '../../x86/operands.js';
 import type { PvopKind } from '../../x86/pvop.js';
 import { imageFromAssembly, type GuestImage } from '../image.js';
 import {
-  DIRECT_MAP_BYTES, EAGAIN, ECHILD, EFAULT, EINVAL, EIO, ENODEV, ENOENT, ENOMEM, ENOSYS, KERNEL_PHYS, KERNEL_VIRT, KILL_FPE, KILL_ILL,
+  DIRECT_MAP_BYTES, EAGAIN, ECHILD, EFAULT, EINVAL, ENOENT, ENOMEM, ENOSYS, KERNEL_PHYS, KERNEL_VIRT, KILL_FPE, KILL_ILL,
   KILL_SEGV, MAX_PROCS, MMAP_BASE, NVMA, P, PS_BLOCKED, PS_FREE, PS_RUNNABLE, PS_ZOMBIE, PTE_COW, PTE_G, PTE_P, PTE_U, PTE_W,
   SEL_KCODE, SEL_KDATA, SEL_TSS, SEL_UCODE, SEL_UDATA, SYS, TF, USER_BASE, USER_STACK_BOTTOM, USER_STACK_TOP, VDSO_ADDR,
   VDSO_SYSENTER_RETURN, VEC_SYSENTER,
@@ -73,9 +74,15 @@ export function buildKernel(options: KernelOptions): GuestImage {
   for (const p of programs) { if (names.has(p.name)) throw new RangeError(`duplicate program "${p.name}"`); names.add(p.name); }
   if (!names.has(options.init)) throw new RangeError(`init program "${options.init}" is not among the programs (${[...names].join(', ')})`);
 
-  const a = new Assembler({ bits: 32, origin: KERNEL_PHYS, pvopMinLength: 8 });
+  // 'text' is the high kernel (virtual KERNEL_VIRT + 1 MiB + 4 KiB); the boot stub, which runs
+  // before paging, is its own identity-mapped section at 1 MiB.
+  const a = new KernelAssembler({ bits: 32, origin: KERNEL_VIRT + KERNEL_PHYS + PAGE, loadAddress: KERNEL_PHYS + PAGE, pvopMinLength: 8 });
+  a.section('rodata', { kind: 'rodata' });
+  a.section('data', { kind: 'data' });
+  a.section('bss', { kind: 'bss' });
+  a.section('boot', { kind: 'text', origin: KERNEL_PHYS, loadAddress: KERNEL_PHYS });
   const L = (name: string): Label => a.findLabel(name) ?? a.label(name);
-  const fn = (name: string, body: () => void): void => { a.func(name.startsWith('.') ? name.slice(1) : name, body); };
+  const fn = (name: string, body: () => void): void => { a.bind(L(name)); body(); };
   let strN = 0;
   const str = (text: string): Label => {
     const l = a.label(`.str${strN++}`.replace('.', 'kstr_'));
@@ -107,11 +114,10 @@ export function buildKernel(options: KernelOptions): GuestImage {
   const setPte = (): void => pv('set-pte', () => a.mov(dword(edi), eax));
   const kx: Kx = { a, L, pv, outb, inb, outl, inl, print };
   const cur = dword(L('current'));
-  const procField = (reg: Reg, off: number): ReturnType<typeof dword> => dword(reg, off);
 
   // ------------------------------------------------------------------ boot (physical)
   // Entered from the Multiboot loader: paging off, flat segments, EBX = info structure.
-  const bootEntry = a.func('_start', () => {
+  const bootEntry = fn('_start', () => {
     a.mov(esp, L('boot_stack_top').phys());
     a.mov(dword(L('mbi_phys').phys()), ebx);
     // Kernel page tables: NPT tables mapping the first DIRECT_MAP_BYTES, global, supervisor RW.
@@ -152,17 +158,12 @@ export function buildKernel(options: KernelOptions): GuestImage {
   void bootEntry;
 
   // ------------------------------------------------------------------ high kernel
-  a.section('ktext', { kind: 'text', origin: KERNEL_VIRT + KERNEL_PHYS + PAGE, loadAddress: KERNEL_PHYS + PAGE });
-  a.section('rodata', { kind: 'rodata' });
-  a.section('data', { kind: 'data' });
-  a.section('bss', { kind: 'bss' });
-  a.section('ktext');
+  a.section('text');
 
   fn('start_kernel', () => {
     a.mov(esp, L('boot_stack_top'));
-    a.lgdt; // (method reference only; the site is below)
     pv('load-gdt', () => a.lgdt(fword(L('gdt_desc'))));
-    a.jmpFar(SEL_KCODE, L('.reload_cs'.slice(1)));
+    a.jmpFar(SEL_KCODE, L('reload_cs'));
     a.bind(L('reload_cs'));
     a.mov(eax, SEL_UDATA);
     pv('load-segment', () => a.mov(ds, ax));
@@ -309,8 +310,8 @@ export function buildKernel(options: KernelOptions): GuestImage {
     a.mov(dword(L('gdt').plus(SEL_TSS + 4)), eax);
     a.mov(dword(L('tss').plus(8)), SEL_KDATA);
     a.mov(word(L('tss').plus(102)), 104);
-    a.mov(eax, L('boot_stack_top'));
-    pv('set-kernel-stack', () => a.mov(dword(L('tss').plus(4)), eax));
+    a.mov(ecx, L('boot_stack_top'));
+    pv('set-kernel-stack', () => a.mov(dword(L('tss').plus(4)), ecx));
     a.mov(eax, SEL_TSS);
     pv('load-tr', () => a.ltr(ax));
     a.ret();
@@ -505,7 +506,7 @@ export function buildKernel(options: KernelOptions): GuestImage {
     a.cmp(eax, L('procs').plus(P.SIZE * MAX_PROCS)); a.jb(loop);
     a.ret();
   });
-  a.func('idle_loop', () => {
+  fn('idle_loop', () => {
     const loop = a.here();
     a.call(L('schedule'));
     pv('safe-halt', () => { a.sti(); a.hlt(); });
@@ -786,7 +787,7 @@ export function buildKernel(options: KernelOptions): GuestImage {
     a.bind(ptNext);
     a.inc(ecx);
     a.cmp(ecx, 1024); a.jb(ptLoop);
-    a.lea(eax, dword(esi, -KERNEL_VIRT));
+    a.lea(eax, dword(esi, 0x4000_0000) /* esi - KERNEL_VIRT (mod 2^32) */);
     a.call(L('frame_put'));
     a.lea(edi, dword({ base: ebp, index: ebx, scale: 4 }));
     a.xor(eax, eax);
@@ -1000,7 +1001,7 @@ export function buildKernel(options: KernelOptions): GuestImage {
     a.cmp(dword(ebx), 0); a.je(none);
     a.mov(esi, eax); a.mov(edi, dword(ebx));
     const cmp = a.here();
-    a.mov(cl, byte(esi)); // (cl is declared below)
+    a.mov(cl, byte(esi));
     a.cmp(cl, byte(edi)); a.jne(next);
     a.test(cl, cl); a.jz(found);
     a.inc(esi); a.inc(edi);
@@ -1115,30 +1116,26 @@ export function buildKernel(options: KernelOptions): GuestImage {
   // ------------------------------------------------------------------ system calls
   // syscall(eax = frame): table dispatch; handlers get EBX, ECX, EDX in EAX, EDX, ECX.
   fn('syscall', () => {
-    a.push(ebx);
-    a.mov(ebx, eax);
+    a.push(ebx); a.push(ebp);
+    a.mov(ebx, eax); // the frame stays in EBX (callee-saved) across a handler that blocks
     a.mov(dword(L('cur_frame')), eax);
     a.mov(eax, dword(ebx, TF.EAX));
     const bad = a.label(), done = a.label();
     a.cmp(eax, 256); a.jae(bad);
-    a.mov(eax, dword({ index: eax, scale: 4, disp: L('syscall_table') }));
-    a.test(eax, eax); a.jz(bad);
-    a.push(eax);
+    a.mov(ebp, dword({ index: eax, scale: 4, disp: L('syscall_table') }));
+    a.test(ebp, ebp); a.jz(bad);
     a.mov(eax, dword(ebx, TF.EBX));
     a.mov(edx, dword(ebx, TF.ECX));
     a.mov(ecx, dword(ebx, TF.EDX));
-    a.pop(esi_tmp());
-    a.call(esi_tmp());
+    a.call(ebp);
     a.jmp(done);
     a.bind(bad);
     a.mov(eax, -ENOSYS);
     a.bind(done);
-    a.mov(ebx, dword(L('cur_frame')));
     a.mov(dword(ebx, TF.EAX), eax);
-    a.pop(ebx);
+    a.pop(ebp); a.pop(ebx);
     a.ret();
   });
-  function esi_tmp(): Reg { return ebp; }
 
   const sys = new Map<number, string>();
   const sysFn = (nr: number, name: string, body: () => void): void => { sys.set(nr, name); fn(name, body); };
@@ -1278,64 +1275,63 @@ export function buildKernel(options: KernelOptions): GuestImage {
   });
   // mmap2(addr, len, prot, flags, fd, pgoff): anonymous only.
   sysFn(SYS.mmap2, 'sys_mmap', () => {
-    const bad = a.label(), nomem = a.label();
+    const bad = a.label(), nomem = a.label(), found = a.label();
     a.test(edx, edx); a.jz(bad);
     a.add(edx, PAGE - 1); a.jc(bad); a.and(edx, ~(PAGE - 1));
-    a.mov(ecx, cur);
-    a.lea(eax, dword(ecx, P.VMA + 16));
-    const loop = a.here(), found = a.label();
+    a.push(ebx);
+    a.mov(ebx, cur);
+    a.lea(eax, dword(ebx, P.VMA + 16));
+    a.lea(ecx, dword(ebx, P.VMA + NVMA * 8));
+    const loop = a.here();
     a.cmp(dword(eax, 4), 0); a.je(found);
     a.add(eax, 8);
-    a.lea(ecx, dword(ecx, P.VMA + NVMA * 8)); // (recomputed below)
-    a.mov(ecx, cur);
-    a.lea(ecx, dword(ecx, P.VMA + NVMA * 8));
     a.cmp(eax, ecx); a.jb(loop);
     a.jmp(nomem);
     a.bind(found);
-    a.mov(ecx, cur);
-    a.push(ebx);
-    a.mov(ebx, dword(ecx, P.MMAP_NEXT));
-    a.add(edx, ebx); a.jc(L('.mmap_full'.slice(1)));
-    a.cmp(edx, USER_STACK_BOTTOM - PAGE); a.ja(L('mmap_full'));
-    a.mov(dword(eax), ebx);
+    a.mov(ecx, dword(ebx, P.MMAP_NEXT));
+    a.add(edx, ecx); a.jc(nomem);
+    a.cmp(edx, USER_STACK_BOTTOM - PAGE); a.ja(nomem);
+    a.mov(dword(eax), ecx);
     a.mov(dword(eax, 4), edx);
     a.add(edx, PAGE); // a guard page between regions
-    a.mov(dword(ecx, P.MMAP_NEXT), edx);
-    a.mov(eax, ebx);
+    a.mov(dword(ebx, P.MMAP_NEXT), edx);
+    a.mov(eax, ecx);
     a.pop(ebx);
     a.ret();
-    a.bind(L('mmap_full'));
-    a.pop(ebx);
     a.bind(nomem);
+    a.pop(ebx);
     a.mov(eax, -ENOMEM); a.ret();
     a.bind(bad);
     a.mov(eax, -EINVAL); a.ret();
   });
   // munmap(addr, len): addr must start an mmap region; len from the start (whole pages).
   sysFn(SYS.munmap, 'sys_munmap', () => {
-    const bad = a.label();
+    const bad = a.label(), found = a.label(), partial = a.label(), unmap = a.label();
     a.add(edx, PAGE - 1); a.and(edx, ~(PAGE - 1));
     a.test(edx, edx); a.jz(bad);
-    a.mov(ecx, cur);
-    a.lea(ecx, dword(ecx, P.VMA + 16));
-    const loop = a.here(), found = a.label();
-    a.cmp(dword(ecx, 4), 0); const next = a.label(); a.je(next);
+    a.push(ebx);
+    a.mov(ebx, cur);
+    a.lea(ecx, dword(ebx, P.VMA + 16));
+    a.add(ebx, P.VMA + NVMA * 8);
+    const loop = a.here(), next = a.label();
+    a.cmp(dword(ecx, 4), 0); a.je(next);
     a.cmp(dword(ecx), eax); a.je(found);
     a.bind(next);
     a.add(ecx, 8);
-    a.push(eax); a.mov(eax, cur); a.add(eax, P.VMA + NVMA * 8); a.cmp(ecx, eax); a.pop(eax);
-    a.jb(loop);
+    a.cmp(ecx, ebx); a.jb(loop);
+    a.pop(ebx);
     a.jmp(bad);
     a.bind(found);
+    a.pop(ebx);
     a.add(edx, eax); // end of the unmapping
-    a.cmp(edx, dword(ecx, 4)); const partial = a.label(); a.jb(partial);
+    a.cmp(edx, dword(ecx, 4)); a.jb(partial);
     a.mov(edx, dword(ecx, 4));
     a.mov(dword(ecx, 4), 0);
     a.mov(dword(ecx), 0);
-    a.jmp(L('unmap_and_zero'));
+    a.jmp(unmap);
     a.bind(partial);
     a.mov(dword(ecx), edx);
-    a.bind(L('unmap_and_zero'));
+    a.bind(unmap);
     a.call(L('unmap_range'));
     a.xor(eax, eax); a.ret();
     a.bind(bad);
@@ -1404,7 +1400,7 @@ export function buildKernel(options: KernelOptions): GuestImage {
   a.align(PAGE);
   a.bind(L('kernel_end'));
 
-  a.section('ktext');
+  a.section('text');
   fn('ignore_irq', () => a.ret());
 
   const built = a.build();

@@ -23,7 +23,7 @@ export const USER_STACK_BOTTOM = 0xbff0_0000;
 /** Offsets in the vDSO page. */
 export const VDSO_SYSENTER = VDSO_ADDR;
 /** Where SYSEXIT returns: the instruction after SYSENTER in the vDSO stub. */
-export const VDSO_SYSENTER_RETURN = VDSO_ADDR + 6;
+export const VDSO_SYSENTER_RETURN = VDSO_ADDR + 7;
 
 /** GDT selectors (the SYSENTER layout: kernel CS, kernel SS = CS+8, user CS = CS+16, user SS = CS+24). */
 export const SEL_KCODE = 0x08;

@@ -50,7 +50,7 @@ export class UserBuilder {
     this.sys(SYS.exit);
   }
 
-  /** Prints a constant string (all registers but EAX preserved). */
+  /** Prints a constant string (all registers preserved). */
   print(text: string): void {
     const a = this.a;
     const l = a.label(`str${this.strings++}`);
@@ -59,13 +59,13 @@ export class UserBuilder {
     a.bind(l);
     a.ascii(text);
     a.section(cur);
-    a.push(ebx); a.push(ecx); a.push(edx);
+    a.push(eax); a.push(ebx); a.push(ecx); a.push(edx);
     a.mov(ebx, 1); a.mov(ecx, l); a.mov(edx, text.length);
     this.sys(SYS.write);
-    a.pop(edx); a.pop(ecx); a.pop(ebx);
+    a.pop(edx); a.pop(ecx); a.pop(ebx); a.pop(eax);
   }
 
-  /** Prints EAX as an unsigned decimal (all registers preserved but EAX). */
+  /** Prints EAX as an unsigned decimal (all registers preserved). */
   printDec(): void { this.a.call(this.libFn('print_dec')); }
 
   /** A runtime routine, emitted once at the end. */
@@ -83,7 +83,7 @@ export class UserBuilder {
       a.section('text');
       a.bind(pd);
       // Digits are built backwards in a stack buffer, then written with one write().
-      a.push(ebx); a.push(ecx); a.push(edx); a.push(edi);
+      a.push(eax); a.push(ebx); a.push(ecx); a.push(edx); a.push(edi);
       a.sub(esp, 16);
       a.lea(edi, dword(esp, 16));
       a.mov(ecx, 10);
@@ -101,7 +101,7 @@ export class UserBuilder {
       a.mov(ebx, 1);
       this.sys(SYS.write);
       a.add(esp, 16);
-      a.pop(edi); a.pop(edx); a.pop(ecx); a.pop(ebx);
+      a.pop(edi); a.pop(edx); a.pop(ecx); a.pop(ebx); a.pop(eax);
       a.ret();
     }
   }
@@ -125,7 +125,7 @@ export function assembleProgram(p: UserProgram): AssembledProgram {
     memsz = Math.max(memsz, s.vaddr + s.memsz - USER_BASE);
   }
   const bytes = new Uint8Array(end - USER_BASE);
-  for (const s of built.sections) if (s.kind !== 'bss') bytes.set(s.bytes, s.vaddr - USER_BASE);
+  for (const s of built.sections) if (s.kind !== 'bss' && s.bytes.length > 0) bytes.set(s.bytes, s.vaddr - USER_BASE);
   if (memsz > 0x0100_0000) throw new RangeError(`program "${p.name}": ${memsz} bytes is more than 16 MiB`);
   return { name: p.name, bytes, memsz, entry: USER_BASE };
 }

@@ -13,6 +13,8 @@ import { SysType } from './segmentation.js';
  * bytes, so both must lie within the TSS limit; a 16-bit TSS has no bitmap. Else #GP(0).
  */
 export function checkIoPermission(cpu: Cpu, port: number, len: number): void {
+  // Every I/O instruction comes here first: LOCK on any of them is #UD, before any #GP.
+  if (cpu.lock) cpu.raise(Vec.UD);
   if (!cpu.protectedMode) return;
   if (!cpu.v86 && cpu.cpl <= ((cpu.flags & IOPL) >>> 12)) return;
   const t = cpu.trAttr & 0xf;

@@ -473,18 +473,19 @@ for (let op = 0xd8; op <= 0xdf; op++) defineOp(op, 'x87 escape (#NM: no FPU)', (
 
 /** V86 without VME: software interrupts are IOPL-sensitive. */
 function softwareInterrupt(cpu: Cpu, vector: number): void {
+  if (cpu.lock) cpu.raise(Vec.UD);
   if (cpu.v86 && (cpu.flags & IOPL) !== IOPL) cpu.raise(Vec.GP, 0);
   deliverEvent(cpu, vector, -1, EventKind.Software);
 }
 
 defineOp(0xcc, 'INT3', (cpu) => softwareInterrupt(cpu, Vec.BP));
 defineOp(0xcd, 'INT imm8', (cpu) => softwareInterrupt(cpu, cpu.fetch8()));
-defineOp(0xce, 'INTO', (cpu) => { if ((cpu.flags & OF) !== 0) softwareInterrupt(cpu, Vec.OF); });
+defineOp(0xce, 'INTO', (cpu) => { if (cpu.lock) ud(cpu); if ((cpu.flags & OF) !== 0) softwareInterrupt(cpu, Vec.OF); });
 // ICEBP (INT1): a #DB trap delivered like a hardware event (no gate DPL check).
 defineOp(0xf1, 'ICEBP', (cpu) => deliverEvent(cpu, Vec.DB, -1, EventKind.Trap));
-defineOp(0xcf, 'IRET', (cpu) => interruptReturn(cpu));
+defineOp(0xcf, 'IRET', (cpu) => { if (cpu.lock) ud(cpu); interruptReturn(cpu); });
 
-defineOp(0xf4, 'HLT', (cpu) => { requireCpl0(cpu); cpu.halt(); });
+defineOp(0xf4, 'HLT', (cpu) => { if (cpu.lock) ud(cpu); requireCpl0(cpu); cpu.halt(); });
 
 defineOp(0xfa, 'CLI', (cpu) => { requireIopl(cpu); cpu.flags = (cpu.flags & ~IF) >>> 0; });
 defineOp(0xfb, 'STI', (cpu) => {

@@ -14,8 +14,15 @@
  * after the accesses that may fault, as the handlers do, so the run loop's fault path
  * restarts the right instruction with the right state.
  *
- * Anything the compiler does not transcribe ends the block before it; the interpreter then
- * runs that instruction.
+ * An instruction the compiler does not transcribe is run by the interpreter's own handler,
+ * called from the block with the decode state `runBlock` would have set (prefix fields,
+ * `instrStart`, EIP after the opcode). After handlers known to touch only general
+ * registers, flags, EIP and memory (MUL/DIV, BT, string ops without REP, PUSHA, PUSH/POP of
+ * data segment registers, ...) the block goes on, re-checking its own bytes after those
+ * that write memory; after any other handler (far transfers, system instructions, port
+ * I/O, REP strings, ...) the block ends, so the run loop sees exactly what it would have.
+ * Blocks end at JMP/CALL/RET (a taken jump back to the block's start loops inside it), at
+ * the 4 KiB page end, at the CS limit and at `maxInstructions`.
  */
 import type { Cpu } from '../cpu.js';
 import {
@@ -214,6 +221,8 @@ export function compileBlock(cpu: Cpu, phys: number, eip: number, limits: BlockL
   if (avail <= 0) return null;
 
   let lastLeave = '';
+  /** The shared exit's table: EIP and instrStart for each `x`. */
+  const exitEip: number[] = [], exitStart: number[] = [];
   let pos = 0; // offset of the next byte to decode from the block start
   const byte = (): number => {
     if (pos >= avail) throw NO_FIT;
@@ -316,10 +325,12 @@ export function compileBlock(cpu: Cpu, phys: number, eip: number, limits: BlockL
   const limitCheck = (v: string): string => `if (${v} > SH[1]) c.raise(13, 0);`;
 
   /**
-   * Decodes and emits one instruction at `pos`. Returns null (with any bytes consumed) when
-   * the compiler does not handle it. `start`/`next` are set for the wrappers.
+   * Decodes and emits one instruction at `pos`: a transcription, or a call of the
+   * interpreter's handler. Returns null (the block ends before it) only for an instruction
+   * with so many prefixes that the interpreter must see it; throws NO_FIT when it does not
+   * fit in the block's bytes. `next()` is the EIP after the bytes decoded so far.
    */
-  const one = (start: number, next: () => number): Emitted | null => {
+  const one = (next: () => number): Emitted | null => {
     os32 = cs32; as32 = cs32; segOv = -1;
     let rep = 0, lock = false;
     let op = byte();
@@ -375,13 +386,12 @@ export function compileBlock(cpu: Cpu, phys: number, eip: number, limits: BlockL
     }
     if ((op === 0x1a4 || op === 0x1ac) && peekMod() === 3) { modrmOnly(); byte(); return call(true); }
     if (op === 0x1ba && peekMod() === 3) { modrmOnly(); byte(); return call(true); }
-    // Handler calls that may write memory (or load DS/ES/FS/GS, or touch devices): the block
-    // goes on after re-checking its remaining bytes (the write may have hit them).
+    // Handler calls that may write memory (or load DS/ES/FS/GS): the block goes on after
+    // re-checking its remaining bytes (the write may have hit them). Port I/O is not here:
+    // a device may change anything, so the block ends after it.
     if (op === 0x06 || op === 0x0e || op === 0x16 || op === 0x1e || op === 0x1a0 || op === 0x1a8
       || op === 0x07 || op === 0x1f || op === 0x1a1 || op === 0x1a9 || op === 0x60 || op === 0x9c
-      || (op >= 0xa4 && op <= 0xa7) || (op >= 0xaa && op <= 0xaf)
-      || op === 0xe4 || op === 0xe5 || op === 0xe6 || op === 0xe7 || (op >= 0xec && op <= 0xef)) {
-      if (op >= 0xe4 && op <= 0xe7) byte();
+      || (op >= 0xa4 && op <= 0xa7) || (op >= 0xaa && op <= 0xaf)) {
       return callW();
     }
     if (op === 0x61) return call(true);
@@ -397,7 +407,7 @@ export function compileBlock(cpu: Cpu, phys: number, eip: number, limits: BlockL
       return callW();
     }
     if (op === 0x1a4 || op === 0x1ac || op === 0x1ba) { modrmOnly(); byte(); return callW(); }
-    return callOr(transcribe(op, w, r, next, call));
+    return callOr(transcribe(op, w, r, next));
   };
 
   /** The ModR/M byte's mod / reg fields without consuming it. */
@@ -405,7 +415,7 @@ export function compileBlock(cpu: Cpu, phys: number, eip: number, limits: BlockL
   const peekReg = (): number => { if (pos >= avail) throw NO_FIT; return (ram[phys + pos]! >> 3) & 7; };
 
   /** Emits the transcription of `op`, or returns null when the compiler has none. */
-  const transcribe = (op: number, w: number, r: Emitted, next: () => number, _call: (cont: boolean) => Emitted): Emitted | null => {
+  const transcribe = (op: number, w: number, r: Emitted, next: () => number): Emitted | null => {
     const useM = (m: Modrm): Modrm => {
       if (m.mod !== 3) { r.memOperand = true; r.faults = true; }
       return m;
@@ -714,7 +724,7 @@ export function compileBlock(cpu: Cpu, phys: number, eip: number, limits: BlockL
     const start = eip + begin;
     let e: Emitted | null;
     try {
-      e = one(start, () => eip + pos);
+      e = one(() => eip + pos);
     } catch (x) {
       if (x !== NO_FIT) throw x;
       e = null;
@@ -722,8 +732,20 @@ export function compileBlock(cpu: Cpu, phys: number, eip: number, limits: BlockL
     if (e === null) { pos = begin; break; }
     if (pos - begin > 15) { pos = begin; break; } // over-long: the interpreter's business
     const next = eip + pos;
-    const exitTest = `c.attention !== 0 || c.cycles >= c.nextEventCycle || c.instructions >= target${e.writes ? ' || h !== 0' : ''}`;
-    const leave = (to: string | number): string => `{ c.eip = ${to}; c.instrStart = ${start}; return true; }`;
+    // Transcribed instructions cannot change `attention` or `nextEventCycle` (they call no
+    // device or event code), so only a handler call makes the block look at them again.
+    const isCall = e.kind === 'callnext' || e.kind === 'callnextw';
+    const exitTest = isCall
+      ? 'c.attention !== 0 || c.cycles >= (NE = c.nextEventCycle) || c.instructions >= target'
+      : `c.cycles >= NE || c.instructions >= target${e.writes ? ' || h !== 0' : ''}`;
+    /** Leaves the block with EIP `to`: through the shared exit when `to` is a constant. */
+    const leave = (to: string | number): string => {
+      if (typeof to === 'string') return `{ c.eip = ${to}; c.instrStart = ${start}; return true; }`;
+      let k = 0;
+      while (k < exitEip.length && (exitEip[k] !== to || exitStart[k] !== start)) k++;
+      if (k === exitEip.length) { exitEip.push(to); exitStart.push(start); }
+      return `{ x = ${k}; break out; }`;
+    };
     /** Taken branch to `to`: count the instruction, loop when it is this block's start. */
     const branchTo = (to: string | number): string => (to === eip
       ? `c.instructions++; if (!(${exitTest})) continue; ${leave(to)}`
@@ -770,14 +792,15 @@ export function compileBlock(cpu: Cpu, phys: number, eip: number, limits: BlockL
   for (let i = 0; i < parts.length; i++) parts[i] = parts[i]!.replace(/REST\((\d+)\)/, (_s, f: string) => `(${changed(Number(f))})`);
 
   const source = [
-    `const LEN = ${length};`,
+    `const LEN = ${length}, EX = [${exitEip.join(', ')}], ES = [${exitStart.join(', ')}];`,
     'return function jitBlock(c, target) {',
     'const r32 = c.r32, r16 = c.r16, r8 = c.r8, M = c.mem, W = M.i32, B = c.cost.base, MO = c.cost.memOperand, BT = c.cost.branchTaken, G = c.cost.groupExtra, SH = c.segHi;',
     `if (${checks.join(' || ')}) return false;`,
-    'let a = 0, b = 0, e = 0, p = 0, t = 0, v = 0, h = 0;',
-    'for (;;) {',
+    'let a = 0, b = 0, e = 0, p = 0, t = 0, v = 0, h = 0, x = 0, NE = c.nextEventCycle;',
+    'out: for (;;) {',
     ...parts,
     '}',
+    'c.eip = EX[x]; c.instrStart = ES[x]; return true;',
     '};',
   ].join('\n');
   // eslint-disable-next-line @typescript-eslint/no-implied-eval

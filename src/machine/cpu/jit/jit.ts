@@ -71,22 +71,29 @@ class Entry {
 /** The JIT of one CPU. */
 export class Jit {
   /**
-   * Times a block start must be reached before it is compiled (1: at once). A new block
-   * runs in V8's bytecode interpreter until V8 optimizes it, slower than the interpreter's
-   * optimized handlers, so compiling pays only for code that stays hot.
+   * Instructions the interpreter must have run from a block start (up to the next control
+   * transfer, summed over visits) before the block is compiled (0: at once). Compiling
+   * costs V8 tens of milliseconds of optimization per block, and a new block runs in V8's
+   * bytecode interpreter until then, so it pays only for code that stays hot.
    */
-  threshold = 20000;
+  threshold = 100_000;
   /** Most instructions in one block. */
   maxInstructions = 64;
   readonly stats: JitStats = { compiled: 0, entries: 0, instructions: 0, invalidations: 0, rejected: 0 };
   private table: (Entry | undefined)[] = new Array<Entry | undefined>(SLOTS);
   /** Times each slot's address was reached without a block (saturating at `threshold`). */
-  private heat = new Int32Array(SLOTS);
+  private heat = new Float64Array(SLOTS);
+  /** The slot whose code the interpreter is running (-1: none), and the count then. */
+  private lastSlot = -1;
+  private lastCount = 0;
+  /** The last block ran off its end: what follows is hot too. */
+  private chained = false;
 
   /** Drops every compiled block (e.g. after changing the cost table's contents). */
   flush(): void {
     this.table = new Array<Entry | undefined>(SLOTS);
     this.heat.fill(0);
+    this.lastSlot = -1;
   }
 
   /**
@@ -101,11 +108,21 @@ export class Jit {
     let e = this.table[slot];
     const eip = cpu.eip;
     const mode = (cpu.cs32 ? 1 : 0) | (cpu.ss32 ? 2 : 0);
+    // The instructions interpreted since the last look were run from the block start seen
+    // then: they make it hotter.
+    const now = cpu.instructions;
+    if (this.lastSlot >= 0) { this.heat[this.lastSlot] += now - this.lastCount; this.lastSlot = -1; }
     if (e === undefined || e.phys !== phys || e.eip !== eip || e.mode !== mode) {
-      // Cold path, taken for every interpreted instruction: only a counter per slot until
-      // the slot has been reached `threshold` times.
-      const h = this.heat[slot]! + 1;
-      if (h < this.threshold) { this.heat[slot] = h; return JitRun.Cold; }
+      // Cold path: only a counter per slot until code from there has run `threshold`
+      // instructions. A block that a hot block ran into (its fall-through end) is compiled
+      // at once.
+      const chained = this.chained;
+      this.chained = false;
+      if (!chained && this.heat[slot]! < this.threshold) {
+        this.lastSlot = slot;
+        this.lastCount = now;
+        return JitRun.Cold;
+      }
       this.heat[slot] = 0;
       e = new Entry(phys, eip, mode);
       this.table[slot] = e;
@@ -129,6 +146,7 @@ export class Jit {
       fn(cpu, target);
     }
     this.stats.instructions += cpu.instructions - before;
+    this.chained = cpu.eip === e.end;
     return JitRun.Ran;
   }
 
