@@ -176,7 +176,10 @@ function memOperand(m: Mem, resolve: Resolver, bits: 16 | 32): MemoryOperand {
   }
   if (m.base === null && m.index === null) displSize = bits === 16 ? 2 : 4;
   if (bits === 16) disp &= 0xffff;
-  return new MemoryOperand(m.base?.iced ?? IcedRegister.None, m.index?.iced ?? IcedRegister.None, m.scale, BigInt(disp | 0), displSize, false, m.seg?.iced ?? IcedRegister.None);
+  // An absolute address (no base, no index) goes to iced unsigned: its moffs forms (A0–A3)
+  // reject a negative displacement, i.e. any address at or above 2 GiB.
+  const absolute = m.base === null && m.index === null;
+  return new MemoryOperand(m.base?.iced ?? IcedRegister.None, m.index?.iced ?? IcedRegister.None, m.scale, BigInt(absolute ? disp >>> 0 : disp | 0), displSize, false, m.seg?.iced ?? IcedRegister.None);
 }
 
 function immNumber(op: Operand, resolve: Resolver): number {

@@ -48,6 +48,8 @@ interface Setup {
   eventPeriods: number[];
   budgets: number[];
   threshold: number;
+  /** CS limit (32-bit mode; default 4 GiB). */
+  csLimit?: number;
 }
 
 function machine(setup: Setup, code: number[], jit: boolean): { cpu: Cpu; log: number[] } {
@@ -77,7 +79,7 @@ function machine(setup: Setup, code: number[], jit: boolean): { cpu: Cpu; log: n
       mem.write8(handlerAddr(v), 0xf4);
     }
     cpu.resetFlat32(KCODE);
-    cpu.setSegmentCache(CS, KCS, 0, 0xffffffff, 0xc09b);
+    cpu.setSegmentCache(CS, KCS, 0, setup.csLimit ?? 0xffffffff, setup.csLimit === undefined ? 0xc09b : 0x409b);
     for (const s of [ES, SS, DS, FS, GS]) cpu.setSegmentCache(s, KDS, 0, 0xffffffff, 0xc093);
     mem.u8.set(code, KCODE);
     if (setup.paging) {
@@ -255,7 +257,7 @@ function assemble(body: Ins[], iterations: number, real: boolean): number[] {
       case 37: out.push(...op66, 0xa1 + (x.b & 2), ...(real ? imm32(x.c & 0xfffe) : le32(DATA + (x.c & 0x3ffc)))); break; // MOV eAX, moffs / moffs, eAX
       case 38: out.push(0x0f, 0xba, 0xe0 | dst(x), x.c & 31); break; // BT r, imm (handler)
       case 39: // handler calls the block continues after (they write memory or load segments)
-        switch (x.b % 8) {
+        switch (x.b % 9) {
           case 0: out.push(0x60, 0x61); break; // PUSHA; POPA
           case 1: out.push(0x1e, 0x07); break; // PUSH DS; POP ES
           case 2: out.push(0x8c, 0xd8 | (x.a & 1 ? 0 : 0), 0x8e, 0xc0); break; // MOV eAX, DS; MOV ES, eAX
@@ -263,6 +265,7 @@ function assemble(body: Ins[], iterations: number, real: boolean): number[] {
           case 4: out.push(0xc8, x.c & 0x1c, 0, 0, 0xc9); break; // ENTER n, 0; LEAVE
           case 5: out.push(0x6a, x.c & 255, 0x8f, ...mem(x, 0)); break; // PUSH imm; POP r/m
           case 6: out.push(0xe4, 0x80 | (x.a & 15)); break; // IN AL, imm8 (ends the block)
+          case 7: out.push(0x51, 0xb9, ...imm32(x.c & 0x3f), 0xf3, 0xaa, 0x59); break; // REP STOSB (batches end at events)
           default: out.push(0x0f, 0xab, ...mem(x, dst(x))); break; // BTS m, r
         }
         break;
@@ -361,6 +364,17 @@ describe('JIT', () => {
     const { cpu } = machine({ ...setup, threshold: 1 }, loop, true);
     for (let i = 0; i < 100; i++) expect(cpu.run(3)).toBe(3);
     expect(cpu.instructions).toBe(300);
+  });
+
+  it('raises #GP for a jump beyond the CS limit from compiled code, as the interpreter does', () => {
+    // L: inc eax; dec ecx; jnz L; jmp +0x200 (beyond the limit); the limit covers the loop only.
+    const code = [0xb9, 0x64, 0, 0, 0, 0x40, 0x49, 0x75, 0xfc, 0xeb, 0x7f];
+    for (const threshold of [0, 5]) {
+      const { a, b, jitInstructions } = runBoth({ ...setup, threshold, csLimit: KCODE + 0x20 }, code);
+      expect(b).toEqual(a);
+      expect(jitInstructions).toBeGreaterThan(100);
+      expect((a as { events: number[] }).events[13]).toBe(1);
+    }
   });
 
   it('compiles the loop body and ends the block after HLT, run by its handler', () => {

@@ -1,9 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { SYS, KILL_SEGV } from '../../src/guest/kernel/layout.js';
+import { SYS, KILL_FPE, KILL_SEGV } from '../../src/guest/kernel/layout.js';
 import type { UserBuilder, UserProgram } from '../../src/guest/kernel/user.js';
 import { disassembleAll } from '../../src/x86/pvop.js';
-import { al, eax, ebx, ecx, edx, esi, edi, byte, dword, type Label } from '../../src/x86/operands.js';
-import { runKernel } from './kernel-harness.js';
+import { al, eax, ebx, ecx, edx, esi, edi, byte, dword, type AddrExpr, type Label } from '../../src/x86/operands.js';
+import { profile, runKernel } from './kernel-harness.js';
+import { buildDemoKernel } from '../../src/guest/kernel/demo.js';
+import { toMultibootElf } from '../../src/guest/image-elf.js';
+import { Machine } from '../../src/machine/machine.js';
+import type { Kx } from '../../src/guest/kernel/kernel.js';
 
 /** Emits a dword variable in the program's data section. */
 function dataWord(u: UserBuilder, name: string, value: number): Label {
@@ -75,6 +79,10 @@ const segv: UserProgram = {
     u.sys(SYS.fork); a.test(eax, eax); a.jz(child2);
     waitAny(u, status);
     u.print('kernel-mode fault status '); a.mov(eax, dword(status)); u.printDec(); u.print('\n');
+    const child3 = a.label();
+    u.sys(SYS.fork); a.test(eax, eax); a.jz(child3);
+    waitAny(u, status);
+    u.print('divide error status '); a.mov(eax, dword(status)); u.printDec(); u.print('\n');
     u.print('parent alive\n');
     u.exit(0);
     a.bind(child1);
@@ -83,6 +91,9 @@ const segv: UserProgram = {
     a.bind(child2);
     a.mov(ebx, 1); a.mov(ecx, 0x2000_0000); a.mov(edx, 16); u.sys(SYS.write); // the kernel reads it
     u.exit(2);
+    a.bind(child3);
+    a.xor(ecx, ecx); a.xor(edx, edx); a.div(ecx);
+    u.exit(3);
   },
 };
 
@@ -244,6 +255,108 @@ const net: UserProgram = {
   },
 };
 
+
+const execParent: UserProgram = {
+  name: 'init',
+  build: (u) => {
+    const a = u.a;
+    const status = dataWord(u, 'status', 0);
+    const name = a.label('name'), bad = a.label('badname');
+    a.section('rodata'); a.bind(name); a.asciz('hello2'); a.bind(bad); a.asciz('nosuch'); a.section('text');
+    a.mov(ebx, bad); u.sys(SYS.execve);
+    a.neg(eax); u.print('exec nosuch: -'); u.printDec(); u.print('\n');
+    const child = a.label();
+    u.sys(SYS.fork); a.test(eax, eax); a.jz(child);
+    waitAny(u, status);
+    u.print('hello2 exited '); a.mov(eax, dword(status)); u.printDec(); u.print('\n');
+    u.exit(0);
+    a.bind(child);
+    a.mov(ebx, name); u.sys(SYS.execve);
+    u.print('exec returned\n');
+    u.exit(1);
+  },
+};
+const hello2: UserProgram = {
+  name: 'hello2',
+  build: (u) => {
+    const a = u.a;
+    const big = a.label('big');
+    a.section('bss'); a.bind(big); a.reserve(3 * 4096); a.section('text');
+    a.mov(eax, dword(big.plus(8192))); // bss is demand-zero
+    u.print('hello2 pid '); u.sys(SYS.getpid); u.printDec(); u.print(' bss '); a.mov(eax, dword(big.plus(8192))); u.printDec(); u.print('\n');
+    u.exit(9);
+  },
+};
+
+/** Forks until the process table is full, then reaps every child. */
+const many: UserProgram = {
+  name: 'many',
+  build: (u) => {
+    const a = u.a;
+    const status = dataWord(u, 'status', 0);
+    const child = a.label(), full = a.label();
+    a.xor(edi, edi);
+    const loop = a.here();
+    u.sys(SYS.fork);
+    a.test(eax, eax); a.jz(child); a.js(full);
+    a.inc(edi);
+    a.cmp(edi, 40); a.jb(loop);
+    a.bind(full);
+    a.neg(eax); u.print('fork failed with -'); u.printDec(); u.print(' after '); a.mov(eax, edi); u.printDec(); u.print(' children\n');
+    a.xor(esi, esi);
+    const reap = a.here(), done = a.label();
+    waitAny(u, status);
+    a.test(eax, eax); a.js(done);
+    a.add(esi, dword(status));
+    a.jmp(reap);
+    a.bind(done);
+    u.print('status sum '); a.mov(eax, esi); u.printDec(); u.print('\n');
+    u.exit(0);
+    a.bind(child);
+    u.sys(SYS.getpid);
+    a.mov(ebx, eax); u.exit(ebx);
+  },
+};
+
+
+/** Ping-pong over two pipes: each side adds one to a counter and passes it back, 50 rounds. */
+const pingpong: UserProgram = {
+  name: 'pingpong',
+  build: (u) => {
+    const a = u.a;
+    const p1 = a.label('p1'), p2 = a.label('p2'), word = a.label('word');
+    a.section('data'); a.bind(p1); a.dd(0, 0); a.bind(p2); a.dd(0, 0); a.bind(word); a.dd(0); a.section('text');
+    const status = dataWord(u, 'status', 0);
+    a.mov(ebx, p1); u.sys(SYS.pipe);
+    a.mov(ebx, p2); u.sys(SYS.pipe);
+    u.print('fds '); a.mov(eax, dword(p1)); u.printDec(); u.print(' '); a.mov(eax, dword(p2.plus(4))); u.printDec(); u.print('\n');
+    // read(fd, word, 4) / write(fd, word, 4)
+    const xfer = (nr: number, fd: Label | AddrExpr): void => { a.mov(ebx, dword(fd)); a.mov(ecx, word); a.mov(edx, 4); u.sys(nr); };
+    const child = a.label();
+    u.sys(SYS.fork); a.test(eax, eax); a.jz(child);
+    a.mov(edi, 50);
+    const ploop = a.here();
+    a.inc(dword(word));
+    xfer(SYS.write, p1.plus(4));
+    xfer(SYS.read, p2);
+    a.dec(edi); a.jnz(ploop);
+    u.print('parent got '); a.mov(eax, dword(word)); u.printDec(); u.print('\n');
+    a.mov(ebx, dword(p1.plus(4))); u.sys(SYS.close); // the child's next read sees end of file
+    waitAny(u, status);
+    u.print('child status '); a.mov(eax, dword(status)); u.printDec(); u.print('\n');
+    u.exit(0);
+    a.bind(child);
+    const cloop = a.here(), eof = a.label();
+    xfer(SYS.read, p1);
+    a.test(eax, eax); a.jz(eof);
+    a.inc(dword(word));
+    xfer(SYS.write, p2.plus(4));
+    a.jmp(cloop);
+    a.bind(eof);
+    a.mov(ebx, dword(word)); a.and(ebx, 0xff); u.exit(ebx);
+  },
+};
+
 describe('virtlab kernel', () => {
   it('boots, prints the banner, runs init and stops with its exit code', () => {
     const r = runKernel({ init: 'hi', banner: 'test kernel 1', programs: [{ name: 'hi', build: (u) => { u.print('hi from init\n'); u.exit(3); } }] });
@@ -272,6 +385,8 @@ describe('virtlab kernel', () => {
     expect(r.console).toMatch(/pid 2: segmentation fault at 0x20000000 \(eip 0x0804[0-9a-f]{4}\), killed\n/);
     expect(r.console).toContain(`user fault status ${KILL_SEGV}\n`);
     expect(r.console).toContain(`kernel-mode fault status ${KILL_SEGV}\n`);
+    expect(r.console).toContain(`divide error status ${KILL_FPE}\n`);
+    expect(r.console).toMatch(/pid 4: exception 0 at 0x0804[0-9a-f]{4}, killed\n/);
     expect(r.console).toContain('parent alive\n');
     expect(r.exitCode).toBe(0);
   });
@@ -337,6 +452,102 @@ describe('virtlab kernel', () => {
     expect(r.exitCode).toBe(0);
   });
 
+
+  it('execve replaces a process with a built-in program; an unknown name is ENOENT', () => {
+    const r = runKernel({ init: 'init', programs: [execParent, hello2] });
+    expect(r.console).toContain('exec nosuch: -2\n');
+    expect(r.console).toContain('hello2 pid 2 bss 0\n');
+    expect(r.console).toContain('hello2 exited 9\n');
+    expect(r.console).not.toContain('exec returned');
+    expect(r.exitCode).toBe(0);
+  });
+
+  it('at most 16 processes; reaped processes give back every page', () => {
+    const r = runKernel({ init: 'many', programs: [many] });
+    // Slot 0 is idle, slot 1 init: 14 children fit.
+    expect(r.console).toContain('fork failed with -11 after 14 children\n');
+    expect(r.console).toContain(`status sum ${[...Array(14).keys()].reduce((s, i) => s + i + 2, 0)}\n`);
+    expect(r.exitCode).toBe(0);
+    // After init's exit only its directory and kernel stack are still allocated.
+    const boot = Number(/memory: (\d+) free pages/.exec(r.console)![1]);
+    const sym = r.image.symbols.find((s) => s.name === 'free_count')!;
+    const phys = sym.addr - 0xc000_0000;
+    const free = r.machine.mem.u8[phys]! | (r.machine.mem.u8[phys + 1]! << 8) | (r.machine.mem.u8[phys + 2]! << 16);
+    expect(free).toBe(boot - 2);
+  });
+
+  it('is deterministic: the same run twice gives the same output and cycle count', () => {
+    const a = runKernel({ init: 'preempt', programs: [preempt] });
+    const b = runKernel({ init: 'preempt', programs: [preempt] });
+    expect(b.console).toBe(a.console);
+    expect(b.outcome.cycles).toBe(a.outcome.cycles);
+    expect(b.outcome.instructions).toBe(a.outcome.instructions);
+  });
+
+
+  it('pipes carry a ping-pong between two processes; closing the write end gives end of file', () => {
+    const r = runKernel({ init: 'pingpong', programs: [pingpong] });
+    expect(r.console).toContain('fds 3 6\n');
+    expect(r.console).toContain('parent got 100\n');
+    expect(r.console).toContain('child status 100\n'); // it read 99, sent 100, then saw end of file
+    expect(r.exitCode).toBe(0);
+  });
+
+
+  it('extra system calls host kernel-level harnesses (here: N port reads timed by RDTSC)', () => {
+    const benchIn = {
+      nr: 200, name: 'bench_in', emit: (k: Kx) => {
+        const a = k.a;
+        a.push(ebx); a.push(esi);
+        a.mov(esi, eax); // N
+        k.pv('read-tsc', () => a.rdtsc());
+        a.mov(ebx, eax);
+        const loop = a.here();
+        k.inb(0x61);
+        a.dec(esi); a.jnz(loop);
+        k.pv('read-tsc', () => a.rdtsc());
+        a.sub(eax, ebx);
+        a.pop(esi); a.pop(ebx);
+        a.ret();
+      },
+    };
+    const prog: UserProgram = {
+      name: 'bench', build: (u) => {
+        const a = u.a;
+        a.mov(ebx, 100); u.sys(200);
+        a.mov(esi, eax);
+        a.mov(ebx, 200); u.sys(200);
+        a.cmp(eax, esi); const ok = a.label(); a.ja(ok);
+        u.exit(1);
+        a.bind(ok); u.print('200 reads take longer than 100\n'); u.exit(0);
+      },
+    };
+    const r = runKernel({ init: 'bench', programs: [prog], extraSyscalls: [benchIn] });
+    expect(r.console).toContain('200 reads take longer than 100\n');
+    expect(r.exitCode).toBe(0);
+    expect(r.image.pvopSites.filter((s) => s.kind === 'read-tsc').length).toBe(2);
+    expect(() => runKernel({ init: 'bench', programs: [prog], extraSyscalls: [{ ...benchIn, nr: 20 }] })).toThrow(/not in 200\.\.239/);
+  });
+
+
+  it('the demo kernel runs its self-check to the end', () => {
+    const image = buildDemoKernel();
+    const m = new Machine({ profile, memoryMiB: 64 });
+    m.loadMultiboot(toMultibootElf(image), 'demo.elf');
+    const o = m.run({ maxInstructions: 30_000_000 });
+    expect(m.console.text()).toContain('init: child exited 42, v is still 1\nhello: via sysenter, pid 3\ninit: hello exited 7\ninit: reader summed 55\ninit: mmap page reads 77\ninit: done\n');
+    expect(o.exit).toEqual({ reason: 'exit-device', code: 1 });
+  });
+
+
+  it('manages only the memory the boot loader reports', () => {
+    const small = runKernel({ init: 'forkwait', programs: [forkwait] }, { memoryMiB: 8 });
+    const free = Number(/memory: (\d+) free pages/.exec(small.console)![1]);
+    expect(free).toBeLessThan(8 * 256);
+    expect(free).toBeGreaterThan(8 * 256 - 400); // the kernel image and the BIOS-reserved top
+    expect(small.exitCode).toBe(43);
+  });
+
   it('every privileged instruction in the kernel is inside a pv-op site', () => {
     const r = runKernel({ init: 'hi', programs: [{ name: 'hi', build: (u) => u.exit(0) }] }, {}, 5_000_000);
     const image = r.image;
@@ -364,6 +575,12 @@ describe('virtlab kernel', () => {
     // The kernel stays out of the hypervisor hole and is mapped high.
     for (const seg of image.segments) expect(seg.vaddr + seg.memsz).toBeLessThanOrEqual(0xfc00_0000);
     expect(image.symbols.find((s) => s.name === 'schedule')!.addr).toBeGreaterThanOrEqual(0xc000_0000);
-    expect(image.symbols.some((s) => s.name === 'lazy_mmu_begin')).toBe(true);
+    for (const hook of ['lazy_mmu_begin', 'lazy_mmu_end', 'pv_alloc_pt', 'pv_release_pt', 'pv_alloc_pd', 'pv_release_pd']) {
+      const sym = image.symbols.find((s) => s.name === hook);
+      expect(sym, hook).toBeDefined();
+      const seg = image.segments.find((g) => sym!.addr >= g.vaddr && sym!.addr < g.vaddr + g.bytes.length)!;
+      const body = seg.bytes.subarray(sym!.addr - seg.vaddr, sym!.addr - seg.vaddr + 16);
+      expect([...body]).toEqual([0xc3, ...Array(15).fill(0x90)]); // ret + room for a patch
+    }
   });
 });

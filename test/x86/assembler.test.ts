@@ -475,3 +475,13 @@ describe('scale', () => {
     expect(ms).toBeLessThan(8000);
   });
 });
+
+describe('absolute addresses at or above 2 GiB', () => {
+  it('encodes mov eax/al to and from a high absolute address (moffs form, unsigned)', () => {
+    const a = new Assembler({ bits: 32, origin: 0x1000 });
+    a.mov(eax, dword(0xc0001234));
+    a.mov(dword(0xfffffff0), eax);
+    const bytes = [...a.build().sections[0]!.bytes];
+    expect(bytes).toEqual([0xa1, 0x34, 0x12, 0x00, 0xc0, 0xa3, 0xf0, 0xff, 0xff, 0xff]);
+  });
+});

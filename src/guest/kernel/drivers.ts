@@ -13,7 +13,7 @@ import { EFAULT, EINVAL, EIO, ENODEV, KERNEL_VIRT, SYS } from './layout.js';
 const PAGE = 4096;
 const ATA = 0x1f0, ATA_CTL = 0x3f6, BM = 0xc040;
 const E1K = 0xc000;
-const R = { CTRL: 0, STATUS: 8, ICR: 0xc0, IMS: 0xd0, RCTL: 0x100, TCTL: 0x400, RDBAL: 0x2800, RDBAH: 0x2804, RDLEN: 0x2808, RDH: 0x2810, RDT: 0x2818, TDBAL: 0x3800, TDBAH: 0x3804, TDLEN: 0x3808, TDH: 0x3810, TDT: 0x3818, RAL0: 0x5400, RAH0: 0x5404 };
+const R = { CTRL: 0, STATUS: 8, EERD: 0x14, ICR: 0xc0, IMS: 0xd0, RCTL: 0x100, TCTL: 0x400, RDBAL: 0x2800, RDBAH: 0x2804, RDLEN: 0x2808, RDH: 0x2810, RDT: 0x2818, TDBAL: 0x3800, TDBAH: 0x3804, TDLEN: 0x3808, TDH: 0x3810, TDT: 0x3818, RAL0: 0x5400, RAH0: 0x5404 };
 const NDESC = 8, RXBUF = 2048;
 
 /** Emits the block and net layers, the two drivers, `drivers_init` and their system calls. */
@@ -23,6 +23,15 @@ export function emitDrivers(k: Kx, sysFn: (nr: number, name: string, body: () =>
   const fn = (name: string, body: () => void): void => { a.bind(L(name)); body(); };
 
   fn('drivers_init', () => {
+    // PCI bus mastering (and I/O decoding) for the IDE function (00:01.1) and the e1000
+    // (00:03.0), where QEMU's pc machine has them; virtlab has no PCI configuration space,
+    // so there these accesses go nowhere.
+    for (const dev of [(1 << 11) | (1 << 8), 3 << 11]) {
+      a.mov(eax, (0x8000_0000 | dev | 4) >>> 0); outl(0xcf8);
+      inl(0xcfc);
+      a.or(eax, 5); // I/O space, bus master
+      outl(0xcfc);
+    }
     a.call(L('ata_init'));
     a.call(L('e1000_init'));
     a.ret();
@@ -101,8 +110,10 @@ export function emitDrivers(k: Kx, sysFn: (nr: number, name: string, body: () =>
   // ------------------------------------------------------------------ ATA driver
   fn('ata_init', () => {
     const absent = a.label();
+    a.mov(al, 0xe0); outb(ATA + 6); // select the master
     inb(ATA + 7);
     a.cmp(al, 0xff); a.je(absent);
+    a.test(al, 0x40); a.jz(absent); // DRDY: a drive is there
     a.mov(al, 0); outb(ATA_CTL); // interrupts on (nIEN = 0)
     a.mov(dword(L('blk_submit_fn')), L('ata_submit'));
     a.mov(dword(L('blk_irq_fn')), L('ata_irq'));
@@ -241,10 +252,28 @@ export function emitDrivers(k: Kx, sysFn: (nr: number, name: string, body: () =>
   fn('e1000_init', () => {
     const absent = a.label();
     a.mov(ecx, R.STATUS); a.call(L('e1000_rd'));
-    a.cmp(eax, -1); a.je(absent);
-    wr(R.CTRL, 1 << 26); // reset: registers to defaults, MAC from the EEPROM
-    a.mov(ecx, R.RAL0); a.call(L('e1000_rd')); a.mov(dword(L('net_mac')), eax);
-    a.mov(ecx, R.RAH0); a.call(L('e1000_rd')); a.mov(word(L('net_mac').plus(4)), ax_());
+    a.cmp(eax, -1); a.je(absent); // nothing decodes the window
+    a.test(al, 2); a.jz(absent); // STATUS.LU clear: no device (or no usable window)
+    wr(R.CTRL, 1 << 26); // reset
+    // The MAC from EEPROM words 0..2 through EERD, then into the receive address filter.
+    for (let w = 0; w < 3; w++) {
+      wr(R.EERD, (w << 8) | 1);
+      a.push(ebx);
+      a.mov(ebx, 1000); // a bounded wait, as drivers do
+      const poll = a.here(), got = a.label();
+      a.mov(ecx, R.EERD); a.call(L('e1000_rd'));
+      a.test(al, 0x10); a.jnz(got);
+      a.dec(ebx); a.jnz(poll);
+      a.pop(ebx);
+      print('e1000: EEPROM read timed out\n');
+      a.jmp(absent);
+      a.bind(got);
+      a.pop(ebx);
+      a.shr(eax, 16);
+      a.mov(word(L('net_mac').plus(2 * w)), ax_());
+    }
+    a.mov(ecx, R.RAL0); a.mov(eax, dword(L('net_mac'))); a.call(L('e1000_wr'));
+    a.mov(ecx, R.RAH0); a.movzx(eax, word(L('net_mac').plus(4))); a.or(eax, 0x8000_0000); a.call(L('e1000_wr'));
     // Receive descriptors: buffer addresses.
     a.xor(ecx, ecx);
     const fill = a.here();

@@ -26,6 +26,7 @@ import {
 } from './layout.js';
 import { assembleProgram, assembleVdso, type UserProgram } from './user.js';
 import { emitDrivers } from './drivers.js';
+import { emitPipes } from './pipes.js';
 
 /** How to build the kernel. */
 export interface KernelOptions {
@@ -37,6 +38,22 @@ export interface KernelOptions {
   readonly hz?: number;
   /** Printed at boot (default "virtlab kernel"). */
   readonly banner?: string;
+  /** Extra system calls: kernel-level harnesses (nanobenchmarks of privileged operations, ...). */
+  readonly extraSyscalls?: readonly ExtraSyscall[];
+}
+
+/**
+ * A system call added by a workload. `emit` writes the handler's body at its label
+ * (`sys_<name>`), in the kernel's convention: the caller's EBX, ECX, EDX arrive in EAX, EDX,
+ * ECX (ESI, EDI: read them from the trap frame, `dword(k.L('cur_frame'))` + TF.ESI/EDI);
+ * return the result in EAX with `ret`; preserve EBX, ESI, EDI, EBP; interrupts are off.
+ * Privileged instructions must go through `k.pv(kind, ...)` sites.
+ */
+export interface ExtraSyscall {
+  /** 200..239, not used by the kernel. */
+  readonly nr: number;
+  readonly name: string;
+  readonly emit: (k: Kx) => void;
 }
 
 const PAGE = 4096;
@@ -85,7 +102,7 @@ export function buildKernel(options: KernelOptions): GuestImage {
   const fn = (name: string, body: () => void): void => { a.bind(L(name)); body(); };
   let strN = 0;
   const str = (text: string): Label => {
-    const l = a.label(`.str${strN++}`.replace('.', 'kstr_'));
+    const l = a.label(`kstr_${strN++}`);
     const cur = a.currentSection;
     a.section('rodata');
     a.bind(l);
@@ -117,7 +134,7 @@ export function buildKernel(options: KernelOptions): GuestImage {
 
   // ------------------------------------------------------------------ boot (physical)
   // Entered from the Multiboot loader: paging off, flat segments, EBX = info structure.
-  const bootEntry = fn('_start', () => {
+  fn('_start', () => {
     a.mov(esp, L('boot_stack_top').phys());
     a.mov(dword(L('mbi_phys').phys()), ebx);
     // Kernel page tables: NPT tables mapping the first DIRECT_MAP_BYTES, global, supervisor RW.
@@ -155,7 +172,6 @@ export function buildKernel(options: KernelOptions): GuestImage {
     a.mov(eax, L('start_kernel'));
     a.jmp(eax);
   });
-  void bootEntry;
 
   // ------------------------------------------------------------------ high kernel
   a.section('text');
@@ -612,6 +628,7 @@ export function buildKernel(options: KernelOptions): GuestImage {
     a.test(eax, PTE_P); a.jnz(have);
     a.test(ecx, ecx); a.jz(fail);
     a.call(L('alloc_zeroed'));
+    a.push(eax); a.call(L('pv_alloc_pt')); a.pop(eax);
     a.or(eax, PTE_P | PTE_W | PTE_U);
     setPte();
     a.bind(have);
@@ -647,6 +664,13 @@ export function buildKernel(options: KernelOptions): GuestImage {
   // Lazy-MMU brackets (Linux's arch_enter/leave_lazy_mmu_mode): no-ops natively, patch
   // points for a paravirtual kernel to batch the set-pte sites between them.
   for (const name of ['lazy_mmu_begin', 'lazy_mmu_end']) {
+    fn(name, () => { a.ret(); for (let i = 0; i < 15; i++) a.nop(); });
+  }
+  // Page-table lifetime hooks (Linux's paravirt alloc_pte/alloc_pd/release_pte/release_pd):
+  // EAX = the physical frame that becomes (alloc, before it is linked or filled) or stops
+  // being (release, after it is unlinked) a page table / page directory. No-ops natively;
+  // a paravirtual kernel patches them to make the frame read-only and pin/unpin it.
+  for (const name of ['pv_alloc_pt', 'pv_release_pt', 'pv_alloc_pd', 'pv_release_pd']) {
     fn(name, () => { a.ret(); for (let i = 0; i < 15; i++) a.nop(); });
   }
   // flush_tlb(): reloads CR3 (a full, non-global flush).
@@ -787,11 +811,12 @@ export function buildKernel(options: KernelOptions): GuestImage {
     a.bind(ptNext);
     a.inc(ecx);
     a.cmp(ecx, 1024); a.jb(ptLoop);
-    a.lea(eax, dword(esi, 0x4000_0000) /* esi - KERNEL_VIRT (mod 2^32) */);
-    a.call(L('frame_put'));
     a.lea(edi, dword({ base: ebp, index: ebx, scale: 4 }));
     a.xor(eax, eax);
-    setPte();
+    setPte(); // unlink the page table, then release it
+    a.lea(eax, dword(esi, 0x4000_0000) /* esi - KERNEL_VIRT (mod 2^32) */);
+    a.push(eax); a.call(L('pv_release_pt')); a.pop(eax);
+    a.call(L('frame_put'));
     a.bind(pdNext);
     a.inc(ebx);
     a.cmp(ebx, KERNEL_VIRT >>> 22); a.jb(pdLoop);
@@ -815,6 +840,7 @@ export function buildKernel(options: KernelOptions): GuestImage {
     a.and(eax, ~(PAGE - 1));
     a.lea(esi, dword(eax, KERNEL_VIRT)); // parent page table
     a.call(L('alloc_zeroed'));
+    a.push(eax); a.call(L('pv_alloc_pt')); a.pop(eax);
     a.push(eax);
     a.or(eax, PTE_P | PTE_W | PTE_U);
     a.lea(edi, dword({ base: ebp, index: ebx, scale: 4 }));
@@ -851,6 +877,7 @@ export function buildKernel(options: KernelOptions): GuestImage {
   fn('new_pd', () => {
     a.push(esi); a.push(edi); a.push(ebx);
     a.call(L('alloc_zeroed'));
+    a.push(eax); a.call(L('pv_alloc_pd')); a.pop(eax);
     a.lea(ebx, dword(eax, KERNEL_VIRT));
     a.mov(esi, (KERNEL_VIRT >>> 22) * 4);
     const loop = a.here();
@@ -1154,6 +1181,7 @@ export function buildKernel(options: KernelOptions): GuestImage {
   });
   // write(fd, buf, len)
   sysFn(SYS.write, 'sys_write', () => {
+    a.cmp(eax, 3); a.jae(L('pipe_write'));
     a.push(esi); a.push(ebx);
     a.mov(esi, edx); a.mov(ebx, ecx);
     a.mov(eax, esi); a.add(eax, ebx);
@@ -1230,7 +1258,9 @@ export function buildKernel(options: KernelOptions): GuestImage {
     a.mov(eax, cur); a.call(L('sleep_on'));
     a.jmp(again);
     a.bind(reap);
-    a.mov(eax, dword(ebx, P.CR3)); a.call(L('frame_put'));
+    a.mov(eax, dword(ebx, P.CR3));
+    a.push(eax); a.call(L('pv_release_pd')); a.pop(eax);
+    a.call(L('frame_put'));
     a.mov(eax, dword(ebx, P.KSTACK)); a.sub(eax, KERNEL_VIRT); a.call(L('frame_put'));
     a.mov(dword(ebx, P.STATE), PS_FREE);
     const noStatus = a.label();
@@ -1339,6 +1369,13 @@ export function buildKernel(options: KernelOptions): GuestImage {
   });
 
   emitDrivers(kx, sysFn);
+  emitPipes(kx, sysFn);
+  for (const x of options.extraSyscalls ?? []) {
+    if (!Number.isInteger(x.nr) || x.nr < 200 || x.nr > 239) throw new RangeError(`extra system call "${x.name}": number ${x.nr} is not in 200..239`);
+    if (sys.has(x.nr)) throw new RangeError(`extra system call "${x.name}": number ${x.nr} is taken by ${sys.get(x.nr)}`);
+    if (!/^\w+$/.test(x.name)) throw new RangeError(`extra system call name "${x.name}": letters, digits and _ only`);
+    sysFn(x.nr, `sys_${x.name}`, () => x.emit(kx));
+  }
 
   // ------------------------------------------------------------------ data
   a.section('rodata');

@@ -66,8 +66,12 @@ export const SYS = {
   exit: 1,
   /** fork(): child pid to the parent, 0 to the child; copy-on-write. */
   fork: 2,
-  /** write(fd, buf, len): console output (fd ignored); returns len. */
+  /** read(fd, buf, len): from a pipe's read end (blocks while empty; 0 at end of file); fds 0..2 give 0. */
+  read: 3,
+  /** write(fd, buf, len): fds 0..2 write the console; a pipe's write end blocks while full; returns len. */
   write: 4,
+  /** close(fd): closes a pipe end (fds 0..2: no-op). */
+  close: 6,
   /** waitpid(pid | -1, statusPtr | 0): reaps a child; *status = its exit code; returns its pid, -ECHILD. */
   waitpid: 7,
   /** execve(name): replaces the program by the built-in program `name` (NUL-terminated); -ENOENT. */
@@ -76,6 +80,8 @@ export const SYS = {
   time: 13,
   /** getpid(). */
   getpid: 20,
+  /** pipe(int fds[2]): fds[0] = read end, fds[1] = write end; -EMFILE when all pipes are in use. */
+  pipe: 42,
   /** munmap(addr, len): addr must start an mmap region; 0 or -EINVAL. */
   munmap: 91,
   /** sched_yield(). */
@@ -94,7 +100,7 @@ export const SYS = {
   net_recv: 244,
 } as const;
 
-export const ENOENT = 2, EIO = 5, ECHILD = 10, EAGAIN = 11, ENOMEM = 12, EFAULT = 14, EINVAL = 22, ENOSYS = 38, ENODEV = 19;
+export const ENOENT = 2, EIO = 5, EBADF = 9, ECHILD = 10, EAGAIN = 11, ENOMEM = 12, EFAULT = 14, EINVAL = 22, EMFILE = 24, ENOSYS = 38, ENODEV = 19;
 
 /** Exit status of a process killed by a fault: 128 + the signal, as a shell reports it. */
 export const KILL_SEGV = 139, KILL_FPE = 136, KILL_ILL = 132;

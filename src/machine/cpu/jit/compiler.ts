@@ -323,6 +323,9 @@ export function compileBlock(cpu: Cpu, phys: number, eip: number, limits: BlockL
   };
   /** Near-branch target check (nearTarget): `v` holds the truncated target. */
   const limitCheck = (v: string): string => `if (${v} > SH[1]) c.raise(13, 0);`;
+  /** The same for a constant target in an instruction that cannot fault otherwise. */
+  const lazyLimitCheck = (t: number): string =>
+    `if (${t} > SH[1]) { c.cycles = cy; c.instructions = n; c.instrStart = START; c.raise(13, 0); }`;
 
   /**
    * Decodes and emits one instruction at `pos`: a transcription, or a call of the
@@ -493,8 +496,9 @@ export function compileBlock(cpu: Cpu, phys: number, eip: number, limits: BlockL
       const rel = op < 0x100 ? s8() : os32 ? s32() : u16();
       const n = next();
       const t = os32 ? (n + rel) >>> 0 : (n + rel) & 0xffff;
-      r.faults = true; r.kind = 'jcc';
-      r.body = `if (${cond(op & 15)}) { ${limitCheck(String(t))} TAKEN(${t}) }`;
+      // Faults only when the target is beyond the CS limit: state is written back there.
+      r.kind = 'jcc';
+      r.body = `if (${cond(op & 15)}) { ${lazyLimitCheck(t)} TAKEN(${t}) }`;
       return r;
     }
     if (op >= 0x80 && op <= 0x83) {
@@ -620,12 +624,12 @@ export function compileBlock(cpu: Cpu, phys: number, eip: number, limits: BlockL
       const rel = op === 0xeb ? s8() : imm(w);
       const n = next();
       const t = os32 ? (n + rel) >>> 0 : (n + rel) & 0xffff;
-      r.faults = true; r.kind = 'jump';
+      r.kind = 'jump';
       if (op === 0xe8) {
-        r.writes = true;
+        r.faults = true; r.writes = true;
         r.body = ss(limitCheck(String(t)), `v = ${n};`, push(w, 'v'), `c.cycles += BT; JUMP(${t})`);
       } else {
-        r.body = ss(limitCheck(String(t)), `c.cycles += BT; JUMP(${t})`);
+        r.body = ss(lazyLimitCheck(t), `cy += BT; JUMP(${t})`);
       }
       return r;
     }
@@ -734,13 +738,18 @@ export function compileBlock(cpu: Cpu, phys: number, eip: number, limits: BlockL
     const next = eip + pos;
     // Transcribed instructions cannot change `attention` or `nextEventCycle` (they call no
     // device or event code), so only a handler call makes the block look at them again.
+    // `cy` and `n` hold cpu.cycles and cpu.instructions in locals; they are written back
+    // before anything that may read them, charge cycles (page walks, handlers) or throw,
+    // and reloaded after it.
     const isCall = e.kind === 'callnext' || e.kind === 'callnextw';
+    const sync = 'c.cycles = cy; c.instructions = n;';
+    const reload = e.faults ? 'cy = c.cycles; ' : '';
     const exitTest = isCall
-      ? 'c.attention !== 0 || c.cycles >= (NE = c.nextEventCycle) || c.instructions >= target'
-      : `c.cycles >= NE || c.instructions >= target${e.writes ? ' || h !== 0' : ''}`;
+      ? 'c.attention !== 0 || cy >= (NE = c.nextEventCycle) || n >= target'
+      : `cy >= NE || n >= target${e.writes ? ' || h !== 0' : ''}`;
     /** Leaves the block with EIP `to`: through the shared exit when `to` is a constant. */
     const leave = (to: string | number): string => {
-      if (typeof to === 'string') return `{ c.eip = ${to}; c.instrStart = ${start}; return true; }`;
+      if (typeof to === 'string') return `{ ${sync} c.eip = ${to}; c.instrStart = ${start}; return true; }`;
       let k = 0;
       while (k < exitEip.length && (exitEip[k] !== to || exitStart[k] !== start)) k++;
       if (k === exitEip.length) { exitEip.push(to); exitStart.push(start); }
@@ -748,27 +757,30 @@ export function compileBlock(cpu: Cpu, phys: number, eip: number, limits: BlockL
     };
     /** Taken branch to `to`: count the instruction, loop when it is this block's start. */
     const branchTo = (to: string | number): string => (to === eip
-      ? `c.instructions++; if (!(${exitTest})) continue; ${leave(to)}`
-      : `c.instructions++; ${leave(to)}`);
+      ? `${reload}n++; if (!(${exitTest})) continue; ${leave(to)}`
+      : `${reload}n++; ${leave(to)}`);
     let body = e.body;
-    body = body.replace(/TAKEN\((\d+)\)/, (_s, t: string) => `c.cycles += BT; ${branchTo(Number(t))}`);
+    body = body.replace(/TAKEN\((\d+)\)/, (_s, t: string) => `${e.faults ? 'c.cycles' : 'cy'} += BT; ${branchTo(Number(t))}`);
+    body = body.replace('c.instrStart = START;', `c.instrStart = ${start};`);
     body = body.replace(/JUMP\(([^)]*)\)/, (_s, t: string) => branchTo(/^\d+$/.test(t) ? Number(t) : t));
     if (tail !== '') parts.push(tail);
-    const cost = `c.cycles += B[${e.idx}]${e.memOperand ? ' + MO' : ''}${e.group >= 0 ? ` + G[${e.group}]` : ''};`;
+    const cost = `cy += B[${e.idx}]${e.memOperand ? ' + MO' : ''}${e.group >= 0 ? ` + G[${e.group}]` : ''};`;
     parts.push(`// ${start.toString(16)}`);
-    parts.push(`${e.faults ? `c.instrStart = ${start}; ` : ''}${cost} ${body}`);
+    parts.push(e.faults ? `${cost} ${sync} c.instrStart = ${start}; ${body}` : `${cost} ${body}`);
     count++;
     if (e.kind === 'jump') { ended = true; tail = ''; break; }
     if (e.kind === 'callend') { if (count === 1) trivial = true; parts.push('c.instructions++; return true;'); ended = true; tail = ''; break; }
-    if (e.kind === 'callnext' || e.kind === 'callnextw') {
+    if (isCall) {
       const rest = e.kind === 'callnextw' ? ` || REST(${pos})` : '';
-      tail = `c.instructions++; if (c.eip !== ${next} || ${exitTest}${rest}) return true;`;
+      // Handlers may change the instruction count too (a REP string op left for re-execution
+      // takes its count back), so it is reloaded like the cycles.
+      tail = `cy = c.cycles; n = c.instructions + 1; if (c.eip !== ${next} || ${exitTest}${rest}) { c.instructions = n; return true; }`;
       lastLeave = 'c.instructions++; return true;';
       continue;
     }
-    tail = `c.instructions++; if (${exitTest}) ${leave(next)}`;
+    tail = `${reload}n++; if (${exitTest}) ${leave(next)}`;
     // If this is the last instruction, the block always leaves after it.
-    lastLeave = `c.instructions++; ${leave(next)}`;
+    lastLeave = `${reload}n++; ${leave(next)}`;
   }
   if (count === 0) return null;
   if (trivial) return { fn: () => false, length: pos, count, source: '', trivial };
@@ -796,11 +808,11 @@ export function compileBlock(cpu: Cpu, phys: number, eip: number, limits: BlockL
     'return function jitBlock(c, target) {',
     'const r32 = c.r32, r16 = c.r16, r8 = c.r8, M = c.mem, W = M.i32, B = c.cost.base, MO = c.cost.memOperand, BT = c.cost.branchTaken, G = c.cost.groupExtra, SH = c.segHi;',
     `if (${checks.join(' || ')}) return false;`,
-    'let a = 0, b = 0, e = 0, p = 0, t = 0, v = 0, h = 0, x = 0, NE = c.nextEventCycle;',
+    'let a = 0, b = 0, e = 0, p = 0, t = 0, v = 0, h = 0, x = 0, NE = c.nextEventCycle, cy = c.cycles, n = c.instructions;',
     'out: for (;;) {',
     ...parts,
     '}',
-    'c.eip = EX[x]; c.instrStart = ES[x]; return true;',
+    'c.cycles = cy; c.instructions = n; c.eip = EX[x]; c.instrStart = ES[x]; return true;',
     '};',
   ].join('\n');
   // eslint-disable-next-line @typescript-eslint/no-implied-eval

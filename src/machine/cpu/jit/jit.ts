@@ -22,7 +22,10 @@ export interface JitStats {
   instructions: number;
   /** Blocks found stale (guest memory changed under them) and recompiled. */
   invalidations: number;
-  /** Block starts whose first instruction the compiler does not handle. */
+  /**
+   * Block starts left to the interpreter: the first instruction does not fit in the page or
+   * has too many prefixes, or the block would be a single handler call ending it.
+   */
   rejected: number;
 }
 
@@ -56,7 +59,7 @@ export const JitRun = {
 const SLOTS = 1 << 14;
 const MASK = SLOTS - 1;
 
-/** One cache slot's content: a block start, its heat, and its code once compiled. */
+/** One cache slot's content: a block start and its code (once compiled). */
 class Entry {
   fn: BlockFn | null = null;
   /** EIP just past the block (entry needs it within the CS limit). */
