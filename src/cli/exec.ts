@@ -6,11 +6,14 @@ import { Machine, type RunOutcome } from '../machine/machine.js';
 import { loadProfile, DEFAULT_PROFILE } from '../profiles/index.js';
 import { buildRunRecord, serializeRunRecord, writeFileAtomic } from './run-record.js';
 import { UsageError } from './errors.js';
+import { WORKLOAD_PREFIX, workloadForExec, type ExecWorkload } from './workloads.js';
 
 export const EXEC_USAGE = `usage: virtlab exec <image> [options]
+       virtlab exec workload:NAME [--param k=v ...] [options]
 
 Runs a guest image on the emulated PC (native mode): the guest's console (port 0xE9 and
-COM1) goes to stdout as it is produced.
+COM1) goes to stdout as it is produced. workload:NAME builds a workload of the suite (see
+virtlab workloads) with the devices it needs.
 
 options:
   --max-instructions N   stop after N retired instructions (default 1000000000)
@@ -22,6 +25,7 @@ options:
   --real-mode            with --flat: start in real mode (default: flat 32-bit protected mode)
   --cmdline TEXT         Multiboot command line (the kernel sees "<image> TEXT", as under QEMU)
   --progress             report instructions and cycles on stderr after each slice of 10^7
+  --param k=v            with workload:NAME: a workload parameter (repeatable)
   -h, --help             this help
 
 exit status:
@@ -93,6 +97,7 @@ export function execCommand(argv: string[], out: { stdout: (b: Uint8Array) => vo
           'real-mode': { type: 'boolean' },
           cmdline: { type: 'string' },
           progress: { type: 'boolean' },
+          param: { type: 'string', multiple: true },
           help: { type: 'boolean', short: 'h' },
         },
       });
@@ -110,9 +115,16 @@ export function execCommand(argv: string[], out: { stdout: (b: Uint8Array) => vo
   if (flat !== undefined && values.cmdline !== undefined) throw new UsageError('--cmdline is for Multiboot images, not with --flat');
   const entry = values.entry !== undefined ? parseNumber('--entry', values.entry, 0, 0xffffffff) : undefined;
 
+  let workload: ExecWorkload | null = null;
+  if (imagePath.startsWith(WORKLOAD_PREFIX)) {
+    if (flat !== undefined) throw new UsageError('--flat is for raw binaries, not workload:NAME');
+    workload = workloadForExec(imagePath, values.param ?? []);
+  } else if (values.param !== undefined) {
+    throw new UsageError('--param is for workload:NAME images');
+  }
   const loaded = loadProfile(values.profile ?? DEFAULT_PROFILE);
-  const bytes = readImage(imagePath);
-  const machine = new Machine({ memoryMiB, profile: loaded.profile });
+  const bytes = workload ? workload.bytes : readImage(imagePath);
+  const machine = new Machine({ memoryMiB, profile: loaded.profile, disk: workload?.machine.disk, nic: workload?.machine.nic });
   if (flat !== undefined) {
     machine.loadFlat(bytes, imagePath, { loadAddress: flat, entry, mode: values['real-mode'] ? 'real' : 'protected32' });
   } else {

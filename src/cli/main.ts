@@ -8,12 +8,14 @@ import { ProfileError } from '../profiles/index.js';
 import { UsageError } from './errors.js';
 import { buildGuestCommand } from './build-guest.js';
 import { STATUS_ERROR, execCommand } from './exec.js';
+import { workloadsCommand } from './workloads.js';
 
 const HELP = `usage: virtlab <command> [options]
 
 commands:
   exec <image>                 run a Multiboot ELF (or, with --flat, a raw binary) and report the run
   build-guest <module.ts|NAME> build a guest image (.vlg) and/or a Multiboot ELF
+  workloads                    list the workload suite (run one: exec workload:NAME --param k=v)
 
 Run "virtlab <command> --help" for a command's options.
 `;
@@ -44,8 +46,10 @@ export function main(argv: string[], io: CliIo = processIo): number {
         return 0;
       case 'exec':
         return execCommand(rest, { stdout, stderr, help: (s) => io.stdout(s) });
+      case 'workloads':
+        return workloadsCommand(rest, { stdout: (s) => io.stdout(s) });
       default:
-        stderr(`virtlab: unknown command "${cmd}" (commands: exec, build-guest; see virtlab --help)\n`);
+        stderr(`virtlab: unknown command "${cmd}" (commands: exec, build-guest, workloads; see virtlab --help)\n`);
         return STATUS_ERROR;
     }
   } catch (e) {

@@ -13,6 +13,7 @@ export interface RunRecord {
   readonly instructions: number;
   readonly cycles: number;
   readonly idleCycles: number;
+  readonly accounting: RunOutcome['accounting'];
   readonly tlb: RunOutcome['tlb'];
   readonly exit: Readonly<Record<string, string | number>>;
   /** The process exit status `virtlab exec` returned. */
@@ -51,6 +52,7 @@ export function buildRunRecord(args: {
     instructions: o.instructions,
     cycles: o.cycles,
     idleCycles: o.idleCycles,
+    accounting: { total: o.accounting.total, categories: { ...o.accounting.categories } },
     tlb: {
       itlb: { ...o.tlb.itlb },
       dtlb: { ...o.tlb.dtlb },

@@ -3,6 +3,7 @@ import { loadFlat, type FlatLoad } from '../guest/flat.js';
 import { loadMultiboot, type MultibootLoad } from '../guest/multiboot.js';
 import type { Profile } from '../profiles/schema.js';
 import { toCostTable } from '../profiles/index.js';
+import { accountCycles, type CycleAccounting } from './accounting.js';
 import { Clock } from './clock.js';
 import { Cpu, CS, EAX, EBX } from './cpu/cpu.js';
 import { attachBlockDevice, type AtaController, type BlockDeviceOptions } from './devices/block-device.js';
@@ -47,6 +48,8 @@ export interface RunOutcome {
   readonly cycles: number;
   /** Cycles spent halted, waiting for an interrupt (included in `cycles`). */
   readonly idleCycles: number;
+  /** `cycles` split into categories that sum to it. */
+  readonly accounting: CycleAccounting;
   readonly tlb: {
     readonly itlb: TlbCounters;
     readonly dtlb: TlbCounters;
@@ -213,6 +216,7 @@ export class Machine {
       instructions: cpu.instructions,
       cycles: cpu.cycles,
       idleCycles: cpu.idleCycles,
+      accounting: accountCycles(cpu),
       tlb: {
         itlb: { ...cpu.itlb.counters },
         dtlb: { ...cpu.dtlb.counters },

@@ -23,7 +23,7 @@ const seed = int('seed of the input data (disk image, arrivals)', 1, 0, 0xffff_f
 /** h = (h ^ byte[src + k]) * prime over `count` bytes (ECX = count, ESI = src); h in EBX. Clobbers EAX, ECX, ESI. */
 function fnvBytes(w: Wl, writeBack: boolean): void {
   const a = w.a;
-  const loop = a.here(), done = a.label();
+  const loop = a.label(), done = a.label();
   a.test(ecx, ecx); a.jz(done);
   a.bind(loop);
   a.movzx(eax, byte(esi));
@@ -117,6 +117,7 @@ export const MACRO: readonly WorkloadDef[] = [
       requests: int('requests served (the arrival stream has exactly this many)', 64, 1, 100_000),
       interarrival: int('mean cycles between request arrivals', 200_000, 1_000, 1_000_000_000),
       maxbytes: int('largest request frame, bytes (smallest: 60)', 512, 60, 1514),
+      start: int('cycle of the first arrival\'s earliest time (frames before the driver is up are dropped)', 10_000_000, 0, 1_000_000_000_000),
       seed,
     },
     build: (p) => {
@@ -162,7 +163,7 @@ export const MACRO: readonly WorkloadDef[] = [
       });
       return {
         programs: [server], init: 'mc-web',
-        machine: { nic: { seed: p.seed as number, arrivals: { meanInterarrivalCycles: p.interarrival as number, minBytes: 60, maxBytes: p.maxbytes as number, count: requests } } },
+        machine: { nic: { seed: p.seed as number, arrivals: { meanInterarrivalCycles: p.interarrival as number, minBytes: 60, maxBytes: p.maxbytes as number, count: requests, startCycle: p.start as number } } },
         maxInstructions: 10_000_000 + requests * 50_000,
       };
     },

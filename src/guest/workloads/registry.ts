@@ -58,8 +58,8 @@ export interface WorkloadDef {
   readonly build: (p: ParamValues) => WorkloadBuild;
 }
 
-/** Bad workload input (unknown name or parameter, value out of range): one line. */
-export class WorkloadError extends Error {
+/** Bad workload input (unknown name or parameter, value out of range): one line. A RangeError, as builders' bad parameters are. */
+export class WorkloadError extends RangeError {
   override readonly name = 'WorkloadError';
 }
 
