@@ -16,7 +16,8 @@ COM1) goes to stdout as it is produced. workload:NAME builds a workload of the s
 virtlab workloads) with the devices it needs.
 
 options:
-  --max-instructions N   stop after N retired instructions (default 1000000000)
+  --max-instructions N   stop after N retired instructions (default 1000000000; for
+                         workload:NAME a budget computed from its parameters)
   --memory MiB           RAM size (default 64)
   --profile NAME|FILE    cost profile: a built-in name or a JSON file (default ${DEFAULT_PROFILE})
   --json FILE            write the run record (virtlab.run/1) to FILE, atomically
@@ -108,7 +109,7 @@ export function execCommand(argv: string[], out: { stdout: (b: Uint8Array) => vo
   if (values.help) { out.help(EXEC_USAGE); return 0; }
   if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'exec: missing <image>' : `exec: expected one image, got ${positionals.length}: ${positionals.join(' ')}`);
   const imagePath = positionals[0]!;
-  const maxInstructions = values['max-instructions'] !== undefined ? parseNumber('--max-instructions', values['max-instructions'], 1, Number.MAX_SAFE_INTEGER) : 1_000_000_000;
+  const maxGiven = values['max-instructions'] !== undefined ? parseNumber('--max-instructions', values['max-instructions'], 1, Number.MAX_SAFE_INTEGER) : undefined;
   const memoryMiB = values.memory !== undefined ? parseNumber('--memory', values.memory, 1, 2048) : 64;
   const flat = values.flat !== undefined ? parseNumber('--flat', values.flat, 0, 0xffffffff) : undefined;
   if (flat === undefined && (values.entry !== undefined || values['real-mode'])) throw new UsageError('--entry and --real-mode need --flat ADDR');
@@ -122,6 +123,8 @@ export function execCommand(argv: string[], out: { stdout: (b: Uint8Array) => vo
   } else if (values.param !== undefined) {
     throw new UsageError('--param is for workload:NAME images');
   }
+  // A workload that hangs (e.g. waiting for input that never comes) stops at its own budget.
+  const maxInstructions = maxGiven ?? workload?.maxInstructions ?? 1_000_000_000;
   const loaded = loadProfile(values.profile ?? DEFAULT_PROFILE);
   const bytes = workload ? workload.bytes : readImage(imagePath);
   const machine = new Machine({ memoryMiB, profile: loaded.profile, disk: workload?.machine.disk, nic: workload?.machine.nic });

@@ -9,6 +9,7 @@ import { UsageError } from './errors.js';
 import { buildGuestCommand } from './build-guest.js';
 import { STATUS_ERROR, execCommand } from './exec.js';
 import { workloadsCommand } from './workloads.js';
+import { profilesCommand } from './profiles.js';
 
 const HELP = `usage: virtlab <command> [options]
 
@@ -16,6 +17,7 @@ commands:
   exec <image>                 run a Multiboot ELF (or, with --flat, a raw binary) and report the run
   build-guest <module.ts|NAME> build a guest image (.vlg) and/or a Multiboot ELF
   workloads                    list the workload suite (run one: exec workload:NAME --param k=v)
+  profiles [show ID]           list the CPU cost profiles, or print one's figures with their sources
 
 Run "virtlab <command> --help" for a command's options.
 `;
@@ -48,8 +50,10 @@ export function main(argv: string[], io: CliIo = processIo): number {
         return execCommand(rest, { stdout, stderr, help: (s) => io.stdout(s) });
       case 'workloads':
         return workloadsCommand(rest, { stdout: (s) => io.stdout(s) });
+      case 'profiles':
+        return profilesCommand(rest, { stdout: (s) => io.stdout(s) });
       default:
-        stderr(`virtlab: unknown command "${cmd}" (commands: exec, build-guest, workloads; see virtlab --help)\n`);
+        stderr(`virtlab: unknown command "${cmd}" (commands: exec, build-guest, workloads, profiles; see virtlab --help)\n`);
         return STATUS_ERROR;
     }
   } catch (e) {

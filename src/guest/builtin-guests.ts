@@ -5,6 +5,7 @@
 import { Assembler } from '../x86/assembler.js';
 import { al, esi } from '../x86/operands.js';
 import { imageFromAssembly, type GuestImage } from './image.js';
+import { WORKLOAD_GUESTS } from './workloads/guests.js';
 
 /** One parameter of a built-in guest. */
 export interface GuestParam {
@@ -64,4 +65,5 @@ export const BUILTIN_GUESTS: Readonly<Record<string, GuestBuilder>> = {
     },
     build: buildHello,
   },
+  ...WORKLOAD_GUESTS,
 };

@@ -30,6 +30,11 @@ export interface MachineOptions {
   readonly disk?: BlockDeviceOptions;
   /** e1000 NIC (IOADDR/IODATA at 0xC000/0xC004, IRQ 11). */
   readonly nic?: NicOptions;
+  /**
+   * Physical memory for a virtual machine monitor, in MiB, above the guest's RAM (default
+   * 0): the guest is told only `memoryMiB` (see `PhysicalMemory.guestSize`).
+   */
+  readonly monitorMiB?: number;
 }
 
 /** Why a run ended. */
@@ -119,7 +124,9 @@ export class Machine {
     if (!Number.isInteger(mib) || mib < 1 || mib > 2048) throw new RangeError(`memory size must be an integer number of MiB in 1..2048, got ${mib}`);
     this.profile = options.profile;
     const p = options.profile;
-    this.mem = new PhysicalMemory(mib * 1024 * 1024);
+    const monMiB = options.monitorMiB ?? 0;
+    if (!Number.isInteger(monMiB) || monMiB < 0 || mib + monMiB > 2048) throw new RangeError(`monitor memory must be an integer number of MiB with guest + monitor ≤ 2048, got ${monMiB}`);
+    this.mem = new PhysicalMemory(mib * 1024 * 1024, monMiB * 1024 * 1024);
     this.io = new PortBus();
     const itlb = new Tlb({ sets: p.tlb.itlb.sets.value, ways: p.tlb.itlb.ways.value });
     const dtlb = new Tlb({ sets: p.tlb.dtlb.sets.value, ways: p.tlb.dtlb.ways.value });
@@ -165,7 +172,7 @@ export class Machine {
    * errors and in the command line ("<name> <cmdline>").
    */
   loadMultiboot(bytes: Uint8Array, name: string, cmdline = ''): MultibootLoad {
-    const r = loadMultiboot(this.mem, bytes, name, cmdline);
+    const r = loadMultiboot(this.mem.guestView(), bytes, name, cmdline);
     this.cpu.resetFlat32(r.entry);
     this.cpu.r32[EAX] = r.eax;
     this.cpu.r32[EBX] = r.ebx;
@@ -174,7 +181,7 @@ export class Machine {
 
   /** Loads a raw binary and starts it at `entry` in flat 32-bit protected mode or real mode. */
   loadFlat(bytes: Uint8Array, name: string, start: FlatStart): FlatLoad {
-    const r = loadFlat(this.mem, bytes, name, { loadAddress: start.loadAddress, entry: start.entry });
+    const r = loadFlat(this.mem.guestView(), bytes, name, { loadAddress: start.loadAddress, entry: start.entry });
     if (start.mode === 'real') {
       if (r.entry >= 0x100000) throw new ImageError(name, `entry ${hex(r.entry)} is not reachable in real mode (must be below 0x100000)`);
       this.cpu.resetRealMode();

@@ -3,19 +3,35 @@
  * (an open bus) and writes to them are dropped, as on a PC with nothing decoded there.
  */
 export class PhysicalMemory {
-  /** RAM bytes; index = guest-physical address. */
+  /** RAM bytes (guest RAM, then the monitor's area); index = physical address. */
   readonly u8: Uint8Array;
   /** The same RAM as 32-bit words, for aligned accesses. */
   readonly i32: Int32Array;
   readonly size: number;
+  /**
+   * The guest's RAM: [0, guestSize). Above it, up to `size`, lies memory a virtual machine
+   * monitor owns (shadow page tables, its descriptor tables): the loaders and the boot
+   * information see only `guestSize`, and no guest-reachable mapping points above it.
+   */
+  readonly guestSize: number;
 
-  constructor(sizeBytes: number) {
+  constructor(sizeBytes: number, monitorBytes = 0) {
     if (sizeBytes <= 0 || sizeBytes % 4096 !== 0) {
       throw new RangeError(`memory size must be a positive multiple of 4096 bytes, got ${sizeBytes}`);
     }
+    if (monitorBytes < 0 || monitorBytes % 4096 !== 0) {
+      throw new RangeError(`monitor memory size must be a non-negative multiple of 4096 bytes, got ${monitorBytes}`);
+    }
+    this.guestSize = sizeBytes;
+    sizeBytes += monitorBytes;
     this.size = sizeBytes;
     this.u8 = new Uint8Array(sizeBytes);
     this.i32 = new Int32Array(this.u8.buffer);
+  }
+
+  /** The guest's RAM alone, as the image loaders and the boot information see it. */
+  guestView(): { readonly size: number; readonly u8: Uint8Array } {
+    return { size: this.guestSize, u8: this.u8.subarray(0, this.guestSize) };
   }
 
   read8(addr: number): number {

@@ -1,15 +1,18 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { CostTable } from '../machine/cpu/cost-table.js';
 import { INSTRUCTION_CLASSES, opClassTable, type InstructionClass } from './op-classes.js';
-import { Profile } from './schema.js';
+import { EXIT_HANDLERS, Profile, type ExitHandler, type ProfileV2 } from './schema.js';
 
-export { Profile } from './schema.js';
+export { EXIT_HANDLERS, Profile, ProfileV1, ProfileV2, type ExitHandler, type Figure, type Feature } from './schema.js';
 export { INSTRUCTION_CLASSES, opClassTable, type InstructionClass } from './op-classes.js';
 
-/** The profile used when none is named. */
+/** The profile used when none is named (native mode). */
 export const DEFAULT_PROFILE = 'p6-provisional';
+
+/** The profile the virtualization modes (full, hw, trap, pv) use when none is named. */
+export const DEFAULT_VMM_PROFILE = 'skylake-2015';
 
 /** A validated profile and where it came from. */
 export interface LoadedProfile {
@@ -98,6 +101,16 @@ function builtinDirs(): string[] {
   return [here, fileURLToPath(new URL('../../../src/profiles/', import.meta.url))];
 }
 
+/** The ids of the built-in profiles (their file names without .json), sorted. */
+export function builtinProfileIds(): string[] {
+  for (const dir of builtinDirs()) {
+    if (!existsSync(dir)) continue;
+    const ids = readdirSync(dir).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -5)).sort();
+    if (ids.length) return ids;
+  }
+  return [];
+}
+
 /** Resolves a profile name (a built-in, e.g. "p6-provisional") or a path to a file. */
 export function resolveProfilePath(nameOrPath: string): string {
   if (nameOrPath.includes('/') || nameOrPath.includes('\\') || nameOrPath.endsWith('.json')) return nameOrPath;
@@ -105,7 +118,7 @@ export function resolveProfilePath(nameOrPath: string): string {
     const p = dir + nameOrPath + '.json';
     if (existsSync(p)) return p;
   }
-  throw new ProfileError(nameOrPath, 'no such built-in profile, and not a path to a file (a path must contain "/" or end in .json)');
+  throw new ProfileError(nameOrPath, `no such built-in profile (built-in: ${builtinProfileIds().join(', ')}), and not a path to a file (a path must contain "/" or end in .json)`);
 }
 
 /** Loads and validates a profile by built-in name or path. */
@@ -126,4 +139,117 @@ export function loadProfile(nameOrPath: string = DEFAULT_PROFILE): LoadedProfile
   }
   const profile = validateProfile(data, path);
   return { name: profile.name, path, sha256: createHash('sha256').update(bytes).digest('hex'), profile };
+}
+
+/**
+ * Intel SDM Vol. 3 Appendix C basic exit-reason numbers of the reasons a profile costs; the
+ * VMM indexes `VmmCosts.handlerByReason` with them.
+ */
+export const EXIT_REASON_NUMBER: Readonly<Record<ExitHandler, number>> = {
+  exceptionOrNmi: 0, externalInterrupt: 1, tripleFault: 2, interruptWindow: 7, cpuid: 10, hlt: 12,
+  invlpg: 14, rdtsc: 16, vmcall: 18, crAccess: 28, ioInstruction: 30, rdmsr: 31, wrmsr: 32,
+  eptViolation: 48, eptMisconfig: 49,
+};
+
+/** The virtualization figures of a v2 profile, flattened to numbers for the VMMs. */
+export interface VmmCosts {
+  readonly kind: 'vmx' | 'svm';
+  readonly vmExit: number;
+  readonly vmEntry: number;
+  /** vmExit + vmEntry: what a null exit costs in hardware. */
+  readonly roundTrip: number;
+  /** VMM handler cycles per exit reason, by name. */
+  readonly exitHandler: Readonly<Record<ExitHandler, number>>;
+  /** The same, indexed by SDM basic exit-reason number (0..63); 0 for reasons without a figure. */
+  readonly handlerByReason: Uint32Array;
+  readonly vpid: boolean;
+  readonly nestedPaging: boolean;
+  readonly nestedLevels: number;
+  readonly nestedWalkCacheEntries: number;
+  /** Native paging-structure cache entries (0: none). */
+  readonly pagingStructureCacheEntries: number;
+  /** Cycles per reference of a (native or 2-D) page walk. */
+  readonly walkRef: number;
+  readonly sysenter: number;
+  readonly sysexit: number;
+  readonly bt: {
+    readonly translatePerInstruction: number; readonly callout: number; readonly inTcEmulation: number;
+    readonly traceFault: number; readonly hiddenPageFault: number; readonly shadowPteUpdate: number;
+  };
+  readonly pv: {
+    readonly hypercall: number; readonly mmuUpdateBase: number; readonly mmuUpdatePerEntry: number;
+    readonly multicallBase: number; readonly multicallPerEntry: number; readonly eventChannelSend: number;
+    readonly eventUpcall: number; readonly exceptionBounce: number; readonly grantMap: number;
+    readonly grantUnmap: number; readonly vcpuInfoIfToggle: number;
+  };
+  readonly devices: { readonly portIoEmulation: number; readonly dmaPerByte: number };
+}
+
+/** True when the profile has the virtualization figures (schema v2). */
+export function hasVmmFigures(profile: Profile): profile is ProfileV2 {
+  return profile.schema === 'virtlab.profile/2';
+}
+
+/**
+ * References of a two-dimensional page walk without any walk caches: each of the guest's n
+ * levels and the final guest-physical address are translated through the m-level second-level
+ * tables, (n + 1)(m + 1) − 1 references (Bhargava et al., ASPLOS 2008, §2).
+ */
+export function twoDimensionalWalkReferences(guestLevels: number, nestedLevels: number): number {
+  return (guestLevels + 1) * (nestedLevels + 1) - 1;
+}
+
+/** Flattens a v2 profile's virtualization figures; a v1 profile has none (ProfileError). */
+export function toVmmCosts(profile: Profile, file = profile.name): VmmCosts {
+  if (!hasVmmFigures(profile)) {
+    throw new ProfileError(file, 'has no virtualization figures (schema virtlab.profile/1); use a virtlab.profile/2 profile such as skylake-2015');
+  }
+  const v = profile.virtualization;
+  const exitHandler = Object.fromEntries(EXIT_HANDLERS.map((r) => [r, v.exitHandlers[r].value])) as Record<ExitHandler, number>;
+  const handlerByReason = new Uint32Array(64);
+  for (const r of EXIT_HANDLERS) handlerByReason[EXIT_REASON_NUMBER[r]] = exitHandler[r];
+  const num = <K extends string>(o: Record<K, { value: number }>): Record<K, number> =>
+    Object.fromEntries(Object.entries(o).map(([k, f]) => [k, (f as { value: number }).value])) as Record<K, number>;
+  return {
+    kind: v.kind,
+    vmExit: v.vmExit.value,
+    vmEntry: v.vmEntry.value,
+    roundTrip: v.vmExit.value + v.vmEntry.value,
+    exitHandler,
+    handlerByReason,
+    vpid: v.vpid.present,
+    nestedPaging: v.nestedPaging.available.present,
+    nestedLevels: v.nestedPaging.levels.value,
+    nestedWalkCacheEntries: v.nestedPaging.nestedWalkCacheEntries.value,
+    pagingStructureCacheEntries: profile.tlb.pagingStructureCacheEntries.value,
+    walkRef: profile.events.pageWalkReference.value,
+    sysenter: profile.transitions.sysenter.value,
+    sysexit: profile.transitions.sysexit.value,
+    bt: num(profile.binaryTranslation),
+    pv: num(profile.paravirtualization),
+    devices: num(profile.devices),
+  };
+}
+
+/** One figure or feature of a profile, with its dotted path (for `virtlab profiles show`). */
+export interface FigureEntry {
+  readonly path: string;
+  readonly value: number | boolean;
+  readonly source: string;
+}
+
+/** Every figure and feature of a profile, in file order. */
+export function listFigures(profile: Profile): FigureEntry[] {
+  const out: FigureEntry[] = [];
+  const walk = (o: unknown, path: string): void => {
+    if (!o || typeof o !== 'object' || Array.isArray(o)) return;
+    const r = o as Record<string, unknown>;
+    if (typeof r.source === 'string' && ('value' in r || 'present' in r)) {
+      out.push({ path, value: ('value' in r ? r.value : r.present) as number | boolean, source: r.source });
+      return;
+    }
+    for (const [k, v] of Object.entries(r)) walk(v, path ? `${path}.${k}` : k);
+  };
+  walk(profile, '');
+  return out;
 }

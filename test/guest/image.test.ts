@@ -225,7 +225,7 @@ describe('virtlab build-guest', () => {
   });
 
   it.each([
-    [['nosuch', '-o', 'x'], /unknown guest "nosuch" \(built-in guests: hello; or give a module path\)/],
+    [['nosuch', '-o', 'x'], /unknown guest "nosuch" \(built-in guests: hello, workload-[a-z0-9-]+(, workload-[a-z0-9-]+)*; or give a module path\)/],
     [['hello', '-o', 'x', '--param', 'colour=red'], /guest "hello" has no parameter "colour" \(parameters: message, exit\)/],
     [['hello', '-o', 'x', '--param', 'exit=300'], /guest "hello": exit: expected an integer in 0\.\.255, got "300"/],
     [['hello'], /give -o FILE and\/or --elf FILE/],

@@ -7,14 +7,15 @@
 import { DEFAULT_PEER_MAC } from '../../machine/devices/nic.js';
 import { eax, ebp, ebx, ecx, edi, edx, esi, dword, type Label } from '../../x86/operands.js';
 import { MAX_PROCS, MMAP_BASE, SYS, USER_STACK_BOTTOM } from '../kernel/layout.js';
+import { NPIPE } from '../kernel/pipes.js';
 import { emitTouchFresh, wlProgram } from './nano.js';
 import { int, oneOf, type ParamValues, type WorkloadBuild, type WorkloadDef } from './registry.js';
 import type { Wl } from './runtime.js';
 
 /** User processes the kernel can hold at once: slot 0 is the idle task. */
 export const MAX_USER_PROCS = MAX_PROCS - 1;
-/** Pipes the kernel has (pipes.ts NPIPE). */
-export const MAX_PIPES = 8;
+/** Pipes the kernel has. */
+export const MAX_PIPES = NPIPE;
 /** mmap never reuses addresses: each mapping advances the cursor by its pages plus a guard page. */
 export const MMAP_AREA_PAGES = (USER_STACK_BOTTOM - 4096 - MMAP_BASE) / 4096;
 

@@ -3,8 +3,8 @@ import { PortBus } from '../port-bus.js';
 import { Tlb, TLB_DIRTY, TLB_GLOBAL, TLB_SUP_WRITE, TLB_USER_READ, TLB_USER_WRITE } from '../tlb.js';
 import type { CostTable } from './cost-table.js';
 import { FIXED_ONE, IF, TF, VM } from './flags.js';
-import { deliverEvent, EventKind } from './interrupts.js';
-import { HANDLERS } from './op-table.js';
+import { deliverEvent, EventKind, type CpuMonitor } from './interrupts.js';
+import { HANDLERS, type Handler } from './op-table.js';
 import { CR0_ET, CR0_PE, CR0_PG, CR0_WP, CR4_PGE, CR4_PSE, CS, DS, EBP, EBX, EDI, ES, ESI, ESP, FS, GS, SEG_READ, SEG_WRITE, SS, Vec } from './constants.js';
 import './ops.js';
 import { Jit, JitRun, LOOK_AFTER } from './jit/jit.js';
@@ -816,7 +816,7 @@ export class Cpu {
   }
 
   private runBlock(target: number): void {
-    const handlers = HANDLERS;
+    const handlers = this.table;
     const cost = this.cost.base;
     let lookJit = true;
     while (this.instructions < target) {
@@ -959,11 +959,88 @@ export class Cpu {
   /** Cycles spent halted, waiting for an interrupt. */
   idleCycles = 0;
 
+  // ---- virtualization hooks (docs/vmm-design.md): none is tested per instruction ----
+
+  /**
+   * The dispatch table `runBlock` uses: the shared native `HANDLERS` unless a monitor has
+   * installed an overlay with `setTable`. The JIT transcribes native handlers, so it runs
+   * only with the native table (`setTable` turns it off for any other).
+   */
+  table: readonly Handler[] = HANDLERS;
+  /**
+   * The virtual machine monitor attached to this CPU, or null (native): `deliverEvent`
+   * offers it every exception and interrupt before architectural delivery.
+   */
+  monitor: CpuMonitor | null = null;
+  /** Overhead cycles charged by `charge`, per category, in order of first charge. */
+  readonly overhead = new Map<string, { cycles: number; count: number }>();
+
+  /** Installs a dispatch table (an overlay of `HANDLERS`, or `HANDLERS` itself). */
+  setTable(table: readonly Handler[]): void {
+    if (table.length !== HANDLERS.length) throw new RangeError(`a handler table has ${HANDLERS.length} slots, got ${table.length}`);
+    this.table = table;
+    if (table !== HANDLERS) this.jit = null;
+  }
+
+  /**
+   * Charges `cycles` of monitor work to overhead `category` (one event): adds them to the
+   * cycle counter and to the category, so `accountCycles` can keep `guest` the remainder.
+   */
+  charge(category: string, cycles: number): void {
+    if (!Number.isInteger(cycles) || cycles < 0) throw new RangeError(`charge(${category}): cycles must be a non-negative integer, got ${cycles}`);
+    const c = this.overhead.get(category);
+    if (c === undefined) this.overhead.set(category, { cycles, count: 1 });
+    else { c.cycles += cycles; c.count++; }
+    this.cycles += cycles;
+  }
+
+  /**
+   * Executes exactly one instruction at EIP through the interpreter (no JIT, no interrupt
+   * or event checks afterwards); a fault propagates as FAULT with `eip` not yet reset. For
+   * monitors that emulate an instruction with the CPU's own handlers (e.g. a write to a
+   * write-protected guest page table, done under a temporary writable mapping).
+   */
+  stepInstruction(): void {
+    this.instrStart = this.eip;
+    let os = this.cs32, as = this.cs32;
+    this.segOverride = -1;
+    this.rep = 0;
+    this.lock = false;
+    let op = this.fetch8();
+    prefixes: for (;;) {
+      switch (op) {
+        case 0x66: os = !this.cs32; break;
+        case 0x67: as = !this.cs32; break;
+        case 0x26: this.segOverride = ES; break;
+        case 0x2e: this.segOverride = CS; break;
+        case 0x36: this.segOverride = SS; break;
+        case 0x3e: this.segOverride = DS; break;
+        case 0x64: this.segOverride = FS; break;
+        case 0x65: this.segOverride = GS; break;
+        case 0xf0: this.lock = true; break;
+        case 0xf2: case 0xf3: this.rep = op; break;
+        default: break prefixes;
+      }
+      if (((this.eip - this.instrStart) >>> 0) >= 15) this.raise(Vec.GP, 0);
+      op = this.fetch8();
+    }
+    if (op === 0x0f) op = 0x100 | this.fetch8();
+    this.opsize32 = os;
+    this.addrsize32 = as;
+    const idx = os ? op | 0x200 : op;
+    this.cycles += this.cost.base[idx]!;
+    this.table[idx]!(this);
+    this.instructions++;
+  }
+
+  /** Drops the instruction-fetch window (after a monitor changes mappings or CS). */
+  resetFetch(): void { this.fetchLen = 0; }
+
   /** The block compiler (`jit/`); null: interpret only. Exactly equivalent either way. */
   jit: Jit | null = new Jit();
   /** Turns the JIT on or off (turning it on again starts with an empty block cache). */
   get jitEnabled(): boolean { return this.jit !== null; }
-  set jitEnabled(on: boolean) { this.jit = on ? (this.jit ?? new Jit()) : null; }
+  set jitEnabled(on: boolean) { this.jit = on && this.table === HANDLERS ? (this.jit ?? new Jit()) : null; }
 
   /**
    * Charges the extra cost of the group member selected by ModR/M.reg (call after

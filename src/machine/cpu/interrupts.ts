@@ -56,6 +56,27 @@ export function eventName(vector: number, code: number): string {
  * machine (the instruction must not retire).
  */
 export function deliverEvent(cpu: Cpu, vector: number, code: number, kind: EventKind): void {
+  // A monitor sees the event first (a path that is already slow: no cost for native).
+  const m = cpu.monitor;
+  if (m !== null && m.onEvent(cpu, vector, code, kind)) return;
+  deliverArchitectural(cpu, vector, code, kind);
+}
+
+/**
+ * What a virtual machine monitor attached to a CPU (`cpu.monitor`) must provide to the CPU:
+ * the first look at every exception and interrupt (see `src/vmm/monitor.ts`).
+ */
+export interface CpuMonitor {
+  /**
+   * Called by `deliverEvent` before architectural delivery, with EIP already reset for a
+   * fault. Returns true when the monitor consumed the event (emulated, reflected or turned
+   * it into an exit), false to let the CPU deliver it through its IDT. Must not throw FAULT.
+   */
+  onEvent(cpu: Cpu, vector: number, code: number, kind: EventKind): boolean;
+}
+
+/** `deliverEvent` without the monitor: the CPU's own delivery (monitors reflect through it). */
+export function deliverArchitectural(cpu: Cpu, vector: number, code: number, kind: EventKind): void {
   let v = vector, c = code, k: EventKind = kind;
   const firstEip = cpu.eip >>> 0, firstCs = cpu.segSel[CS]!, firstLin = (cpu.segBase[CS]! + firstEip) >>> 0;
   // The instruction that caused the first event: the faulting one, or the INT itself.
