@@ -91,8 +91,10 @@ describe('virtlab profiles', () => {
     expect(r.status).toBe(3);
     const run = JSON.parse(readFileSync(rec, 'utf8'));
     expect(run.profile.name).toBe('my-skylake');
-    // two MOVs at the changed figure plus two port accesses at the profile's portIo
-    expect(run.cycles ?? run.machine?.cycles ?? run.result?.cycles).toBeDefined();
+    expect(run.machine.cpuHz).toBe(p.cpu.frequencyHz.value);
+    // Two MOVs at the changed figure plus two port accesses at the profile's portIo.
+    expect(run.instructions).toBe(4);
+    expect(run.cycles).toBe(2 * 7 + 2 * p.events.portIo.value);
   });
 
   it('rejects an unknown subcommand', () => {

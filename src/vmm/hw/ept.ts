@@ -256,6 +256,8 @@ export class EptWalker {
   qualification = 0;
   faultGpa = 0;
   memType = 0;
+  /** EPT permissions (R/W/X, AND-ed over the levels) of the last successful translation. */
+  perms = 0;
   private readonly ntlb: SmallCache | null;
   private readonly pdeCache: SmallCache | null;
 
@@ -292,6 +294,7 @@ export class EptWalker {
         this.counters.ntlbHits++;
         if (this.allowed(perms, access)) {
           this.fault = EptFault.None;
+          this.perms = perms;
           this.memType = (ntlb.b[i]! >>> 3) & 7;
           this.hpa = ((ntlb.a[i]! & 0xfffff000) + (gpa & 0xfff)) >>> 0;
           return this.hpa;
@@ -331,6 +334,7 @@ export class EptWalker {
         if (!this.allowed(perms, access)) return this.violation(gpa, access, perms);
         const hpa = ((e & 0xfffff000 & ~(span - 1)) + (gpa & (span - 1))) >>> 0;
         this.fault = EptFault.None;
+        this.perms = perms;
         this.memType = mt;
         this.hpa = hpa;
         if (ntlb !== null) ntlb.put(gfn, (hpa & 0xfffff000) | 0, perms | (mt << 3));
@@ -347,7 +351,11 @@ export class EptWalker {
     return (perms & EPT_R) !== 0;
   }
 
-  private violation(gpa: number, access: number, perms: number): number {
+  /**
+   * Records an EPT violation for `gpa` found without a walk (an access checked against the
+   * permissions of an earlier translation, e.g. a guest A/D update). Returns -1.
+   */
+  violation(gpa: number, access: number, perms: number): number {
     this.counters.violations++;
     this.fault = EptFault.Violation;
     this.faultGpa = gpa;
@@ -441,7 +449,8 @@ export class NestedWalker {
 
     const pdeGpa = ((cr3 & 0xfffff000) + ((lin >>> 22) << 2)) >>> 0;
     const pdeHpa = ept.translate(pdeGpa, EptAccess.Read);
-    if (pdeHpa < 0) return this.eptFault(lin, false);
+    if (pdeHpa < 0) return this.eptFault(false);
+    const pdePerms = ept.perms;
     let pde = mem.read32(pdeHpa);
     this.counters.guestRefs++;
     if ((pde & 1) === 0) return this.guestFault(errBase);
@@ -454,7 +463,7 @@ export class NestedWalker {
       if (!this.permitted(user, write, us, rw, wp)) return this.guestFault(errBase | 1);
       const want = pde | 0x20 | (write ? 0x40 : 0);
       if (want !== pde) {
-        if (!this.adWrite(pdeGpa, want, lin)) return -1;
+        if (!this.adWrite(pdeGpa, pdeHpa, pdePerms, want)) return -1;
         pde = want;
       }
       gpa = ((pde & 0xffc00000) + (lin & 0x3fffff)) >>> 0;
@@ -463,16 +472,17 @@ export class NestedWalker {
     } else {
       const pteGpa = ((pde & 0xfffff000) + (((lin >>> 12) & 0x3ff) << 2)) >>> 0;
       const pteHpa = ept.translate(pteGpa, EptAccess.Read);
-      if (pteHpa < 0) return this.eptFault(lin, false);
+      if (pteHpa < 0) return this.eptFault(false);
+      const ptePerms = ept.perms;
       let pte = mem.read32(pteHpa);
       this.counters.guestRefs++;
       if ((pte & 1) === 0) return this.guestFault(errBase);
       us = (pde & pte & 4) !== 0; rw = (pde & pte & 2) !== 0;
       if (!this.permitted(user, write, us, rw, wp)) return this.guestFault(errBase | 1);
-      if ((pde & 0x20) === 0 && !this.adWrite(pdeGpa, pde | 0x20, lin)) return -1;
+      if ((pde & 0x20) === 0 && !this.adWrite(pdeGpa, pdeHpa, pdePerms, pde | 0x20)) return -1;
       const want = pte | 0x20 | (write ? 0x40 : 0);
       if (want !== pte) {
-        if (!this.adWrite(pteGpa, want, lin)) return -1;
+        if (!this.adWrite(pteGpa, pteHpa, ptePerms, want)) return -1;
         pte = want;
       }
       gpa = ((pte & 0xfffff000) + (lin & 0xfff)) >>> 0;
@@ -484,7 +494,7 @@ export class NestedWalker {
     this.gpa = gpa;
     const eAccess = access === GuestAccess.Write ? EptAccess.Write : access === GuestAccess.Fetch ? EptAccess.Fetch : EptAccess.Read;
     const hpa = ept.translate(gpa, eAccess);
-    if (hpa < 0) return this.eptFault(lin, true);
+    if (hpa < 0) return this.eptFault(true);
     this.fault = NestedFault.None;
     this.hpa = hpa;
     return hpa;
@@ -495,10 +505,17 @@ export class NestedWalker {
     return !write || rw || !wp;
   }
 
-  /** Writes a guest A/D update through EPT (a data write to the page-table page). */
-  private adWrite(entryGpa: number, value: number, lin: number): boolean {
-    const hpa = this.ept.translate(entryGpa, EptAccess.Write);
-    if (hpa < 0) { this.eptFault(lin, false); return false; }
+  /**
+   * Writes a guest A/D update to the entry the walk just read (at `hpa`, reached through EPT
+   * with permissions `perms`). It is a data write for EPT (SDM §29.3.3.2), so it needs write
+   * permission; the entry is already located, so it costs no further EPT reference.
+   */
+  private adWrite(entryGpa: number, hpa: number, perms: number, value: number): boolean {
+    if ((perms & EPT_W) === 0) {
+      this.ept.violation(entryGpa, EptAccess.Write, perms);
+      this.eptFault(false);
+      return false;
+    }
     this.mem.write32(hpa, value);
     this.counters.adUpdates++;
     return true;
@@ -511,7 +528,7 @@ export class NestedWalker {
     return -1;
   }
 
-  private eptFault(_lin: number, final: boolean): number {
+  private eptFault(final: boolean): number {
     const ept = this.ept;
     this.faultGpa = ept.faultGpa;
     if (ept.fault === EptFault.Misconfiguration) {

@@ -1,0 +1,561 @@
+/**
+ * `trap`: naive trap-and-emulate (Popek & Goldberg 1974), on x86 where it does not work
+ * (Robin & Irvine 2000). The guest kernel runs in ring 1 on the monitor's copy of its GDT
+ * (DPL 0 compressed to 1, segments truncated below the monitor's linear window); every
+ * privileged instruction faults (#GP in ring 1) and is emulated against the virtual CPU;
+ * exceptions and interrupts are reflected through the guest's own IDT with a frame showing
+ * the virtual privilege and IF; memory is virtualized by shadow paging.
+ *
+ * Sensitive instructions that do not fault in ring 1 run as they are and give the guest
+ * the real answers: PUSHF shows IF = 1 (the monitor keeps interrupts on), POPF/IRET silently
+ * keep IF and IOPL, SGDT/SIDT/SLDT/STR show the monitor's tables, SMSW the real CR0, MOV
+ * from CS/SS and LAR/LSL/VERR/VERW see RPL/DPL 1. This mode does not fix them: that is its
+ * lesson.
+ */
+import {
+  CR0_PE, CR0_PG, CR0_WP, CR0_ET, CR4_PGE, CR4_PSE, CS, DS, EAX, ECX, EDX, ES, ESP, FAULT, FS, GS, SS, Vec,
+  type Cpu,
+} from '../machine/cpu/cpu.js';
+import { deliverArchitectural, EventKind, eventName } from '../machine/cpu/interrupts.js';
+import { IF, IOPL } from '../machine/cpu/flags.js';
+import { HANDLERS } from '../machine/cpu/op-table.js';
+import { loadSegment } from '../machine/cpu/segmentation.js';
+import type { Machine } from '../machine/machine.js';
+import { PROVISIONAL_VMM_COSTS as COST } from './costs.js';
+import type { Monitor, MonitorStats } from './monitor.js';
+import { FaultOutcome, MonitorFrames, ShadowPaging } from './shadow-paging.js';
+
+/** The monitor's linear window: the top 4 MiB (shadow directory entry 1023). */
+export const MONITOR_WINDOW = 0xffc00000;
+const WINDOW_PDE = 1023;
+/** Window pages: 0–15 the GDT copy (64 KiB), 16 the monitor's TSS. */
+const GDT_PAGES = 16, TSS_PAGE = 16;
+/** Monitor memory a machine needs for `trap` (MiB): window, GDT copy, TSS, shadow tables. */
+export const TRAP_MONITOR_MIB = 8;
+
+/** The virtual CPU: what the guest believes its privileged state is. */
+export interface VirtualCpu {
+  cr0: number; cr2: number; cr3: number; cr4: number;
+  gdtrBase: number; gdtrLimit: number;
+  idtrBase: number; idtrLimit: number;
+  ldtrSel: number; trSel: number; trBase: number; trLimit: number;
+  /** Virtual EFLAGS.IF and IOPL (bits as in EFLAGS). */
+  vif: boolean; iopl: number;
+  sysenterCs: number;
+}
+
+export class TrapMonitor implements Monitor {
+  readonly mode = 'trap' as const;
+  readonly v: VirtualCpu = {
+    cr0: 0, cr2: 0, cr3: 0, cr4: 0, gdtrBase: 0, gdtrLimit: 0xffff, idtrBase: 0, idtrLimit: 0x3ff,
+    ldtrSel: 0, trSel: 0, trBase: 0, trLimit: 0xffff, vif: false, iopl: 0, sysenterCs: 0,
+  };
+  shadow!: ShadowPaging;
+  private cpu!: Cpu;
+  private gdtPhys = 0;
+  private tssPhys = 0;
+  /** Interrupts acknowledged while the virtual IF was clear, delivered when it is set. */
+  private readonly pending: number[] = [];
+  private readonly counts = new Map<string, number>();
+
+  attach(machine: Machine): void {
+    const cpu = machine.cpu;
+    if (cpu.monitor !== null) throw new Error('trap: the machine already has a monitor');
+    const mem = machine.mem;
+    if (mem.size - mem.guestSize < 1024 * 1024) throw new Error(`trap: needs at least 1 MiB of monitor memory above guest RAM (Machine option monitorMiB, e.g. ${TRAP_MONITOR_MIB})`);
+    if (!cpu.protectedMode || (cpu.cr0 & CR0_PG) !== 0 || cpu.v86 || cpu.cpl !== 0) {
+      throw new Error('trap: attach at the Multiboot entry state (flat protected mode, ring 0, paging off)');
+    }
+    this.cpu = cpu;
+    const frames = new MonitorFrames(mem);
+    const windowPt = frames.alloc();
+    this.gdtPhys = windowPt + 4096; // the next frames, in order
+    for (let i = 0; i < GDT_PAGES + 1; i++) frames.alloc();
+    this.tssPhys = this.gdtPhys + GDT_PAGES * 4096;
+    // Window PTEs: present, supervisor, read-only (ring 1 cannot reach them: its segments are
+    // truncated below the window, and the CPU itself only reads descriptors and the TSS).
+    for (let i = 0; i <= TSS_PAGE; i++) mem.write32(windowPt + i * 4, (this.gdtPhys + i * 4096) | 1);
+    const v = this.v;
+    v.cr0 = cpu.cr0; v.cr3 = cpu.cr3; v.cr4 = cpu.cr4;
+    v.gdtrBase = cpu.gdtrBase; v.gdtrLimit = cpu.gdtrLimit; v.idtrBase = cpu.idtrBase; v.idtrLimit = cpu.idtrLimit;
+    v.vif = (cpu.flags & IF) !== 0; v.iopl = (cpu.flags & IOPL) >>> 12; v.sysenterCs = cpu.sysenterCs;
+    this.shadow = new ShadowPaging(cpu, frames, v);
+    this.shadow.monitorPde = { index: WINDOW_PDE, value: windowPt | 1 | 2 };
+    // The real machine: paging always on (the shadow), WP so ring 1 honours read-only
+    // shadow entries (traces), no PSE/PGE in the shadow; SYSENTER_CS 0 so SYSENTER faults.
+    cpu.cr0 = CR0_PE | CR0_PG | CR0_WP | CR0_ET | (v.cr0 & 0x0e);
+    cpu.cr4 = 0;
+    cpu.sysenterCs = 0;
+    cpu.updatePaging();
+    this.shadow.activate();
+    this.rebuildGdt();
+    // The monitor's TSS: only SS1:ESP1 matter (events from ring 3 enter ring 1 on them).
+    cpu.trSel = 0; cpu.trBase = (MONITOR_WINDOW + TSS_PAGE * 4096) | 0; cpu.trLimit = 0x67; cpu.trAttr = 0x8b;
+    // Deprivilege the running kernel: its current segments, as ring 1 sees them.
+    cpu.cpl = 1;
+    for (const s of [CS, SS, DS, ES, FS, GS]) {
+      const attr = cpu.segAttr[s]!;
+      if (attr === 0) continue;
+      const sel = s === CS || s === SS ? (cpu.segSel[s]! & 0xfffc) | 1 : cpu.segSel[s]!;
+      cpu.setSegmentCache(s, sel, cpu.segBase[s]!, truncate(cpu.segBase[s]!, cpu.segLimit[s]!), dpl1(attr));
+    }
+    cpu.flags = (cpu.flags | IF) & ~IOPL;
+    cpu.resetFetch();
+    cpu.monitor = this;
+  }
+
+  stats(): MonitorStats {
+    const out: Record<string, number> = {};
+    for (const k of [...this.counts.keys()].sort()) out[k] = this.counts.get(k)!;
+    const s = this.shadow.stats;
+    out['shadow.hidden-faults'] = s.hiddenFaults;
+    out['shadow.trace-faults'] = s.traceFaults;
+    out['shadow.sync-drops'] = s.syncDrops;
+    out['shadow.guest-faults'] = s.guestFaults;
+    out['shadow.invlpg'] = s.invlpg;
+    out['shadow.cr3-switches'] = s.cr3Switches;
+    out['shadow.spaces-built'] = s.spacesBuilt;
+    out['shadow.cache-flushes'] = s.cacheFlushes;
+    return out;
+  }
+
+  private count(kind: string, cycles: number): void {
+    this.counts.set(kind, (this.counts.get(kind) ?? 0) + 1);
+    this.cpu.charge(kind, cycles);
+  }
+
+  /** The guest's virtual CPL: ring 1 is the guest kernel's ring 0. */
+  private get vcpl(): number { return this.cpu.cpl === 1 ? 0 : this.cpu.cpl; }
+  /** Virtual IF: guest user code runs with interrupts enabled (IRET to ring 3 cannot tell us). */
+  private get vifNow(): boolean { return this.cpu.cpl === 3 || this.v.vif; }
+
+  // ======================================================================================
+  // Events
+  // ======================================================================================
+
+  onEvent(cpu: Cpu, vector: number, code: number, kind: EventKind): boolean {
+    try {
+      this.event(vector, code, kind);
+    } catch (e) {
+      if (e !== FAULT) throw e;
+      if (cpu.stopReason === null) {
+        // A fault while emulating: the instruction restarts, and its fault is handled now.
+        cpu.eip = cpu.instrStart;
+        cpu.resetFetch();
+        return this.onEvent(cpu, cpu.excVector, cpu.excCode, EventKind.Fault);
+      }
+    }
+    return true;
+  }
+
+  private event(vector: number, code: number, kind: EventKind): void {
+    const cpu = this.cpu;
+    if (cpu.cpl === 2 || cpu.cpl === 0) cpu.unsupported(`trap: the guest runs in real ring ${cpu.cpl} (only virtual rings 0 and 3 are supported)`);
+    if (kind === EventKind.External) {
+      if (!this.vifNow) { this.pending.push(vector); this.count('exit:interrupt-held', COST.trapRoundTrip.value); return; }
+      this.count('exit:interrupt', COST.trapRoundTrip.value + COST.reflectEvent.value);
+      this.reflect(vector, -1, EventKind.External);
+      return;
+    }
+    if (kind === EventKind.Software) {
+      // INT n from the guest kernel: the gate's DPL is checked against the virtual CPL (0),
+      // which the real ring-1 check would refuse; delivered without it.
+      this.count('exit:int', COST.trapRoundTrip.value + COST.reflectEvent.value);
+      this.reflect(vector, -1, this.vcpl === 0 ? EventKind.External : EventKind.Software);
+      return;
+    }
+    if (vector === Vec.PF) {
+      const r = this.shadow.handleFault(code, cpu.cpl === 3);
+      switch (r) {
+        case FaultOutcome.Hidden: this.count('hidden-fault', COST.trapRoundTrip.value + COST.hiddenFault.value); return;
+        case FaultOutcome.Trace: this.count('shadow-sync', COST.trapRoundTrip.value + COST.traceFault.value); return;
+        case FaultOutcome.Stopped: return;
+        case FaultOutcome.Guest:
+          this.v.cr2 = cpu.cr2;
+          this.count('exit:reflect-#PF', COST.trapRoundTrip.value + COST.reflectEvent.value);
+          this.reflect(Vec.PF, this.shadow.guestCode, kind);
+          return;
+      }
+    }
+    if (vector === Vec.GP && this.emulate(code)) return;
+    this.count(`exit:reflect-${eventName(vector, -1).replace(/^#/, '#')}`, COST.trapRoundTrip.value + COST.reflectEvent.value);
+    this.reflect(vector, code, kind);
+  }
+
+  /**
+   * Delivers an event to the guest through its own IDT (the CPU's delivery, with the
+   * virtual IDTR and the monitor TSS's SS1:ESP1 taken from the guest TSS's SS0:ESP0), then
+   * makes the pushed frame show the virtual CS RPL, IF and IOPL.
+   */
+  private reflect(vector: number, code: number, kind: EventKind): void {
+    const cpu = this.cpu;
+    const v = this.v;
+    const fromKernel = cpu.cpl === 1;
+    const vif = this.vifNow;
+    if (v.trBase !== 0 || v.trSel !== 0) {
+      const esp0 = this.readGuestLin32(v.trBase + 4);
+      const ss0 = this.readGuestLin32(v.trBase + 8) & 0xffff;
+      const tss = this.tssPhys;
+      cpu.mem.write32(tss + 12, esp0);
+      cpu.mem.write32(tss + 16, (ss0 & 0xfffc) | 1);
+    }
+    const realIdtBase = cpu.idtrBase, realIdtLimit = cpu.idtrLimit;
+    cpu.idtrBase = v.idtrBase; cpu.idtrLimit = v.idtrLimit;
+    const depth = cpu.instructions;
+    void depth;
+    try {
+      deliverArchitectural(cpu, vector, code, kind);
+    } finally {
+      cpu.idtrBase = realIdtBase; cpu.idtrLimit = realIdtLimit;
+    }
+    if (cpu.stopReason !== null) return;
+    // The gate's type decides IF in the handler (interrupt gates clear it); read it back.
+    const gateHi = this.readGuestLin32(v.idtrBase + vector * 8 + 4);
+    const size32 = (gateHi & 0x800) !== 0;
+    const interruptGate = ((gateHi >>> 8) & 1) === 0;
+    const pushedCode = code >= 0 && kind !== EventKind.Software && kind !== EventKind.External &&
+      (vector === Vec.DF || (vector >= Vec.TS && vector <= Vec.PF) || vector === Vec.AC);
+    const sz = size32 ? 4 : 2;
+    const base = (cpu.segBase[SS]! + (cpu.ss32 ? cpu.r32[ESP]! : cpu.r16[ESP << 1]!)) >>> 0;
+    const at = base + (pushedCode ? sz : 0);
+    // Frame: EIP, CS, EFLAGS: CS shows RPL 0 for the guest kernel; EFLAGS its virtual IF/IOPL.
+    if (fromKernel) {
+      const cs = this.readStack(at + sz, size32);
+      this.writeStack(at + sz, cs & ~3, size32);
+    }
+    const fl = this.readStack(at + 2 * sz, size32);
+    this.writeStack(at + 2 * sz, (fl & ~(IF | IOPL)) | (vif ? IF : 0) | (v.iopl << 12), size32);
+    if (interruptGate) v.vif = false; else v.vif = vif;
+    cpu.flags = (cpu.flags | IF) >>> 0;
+  }
+
+  private readStack(lin: number, size32: boolean): number {
+    return size32 ? this.cpu.readLin32(lin, false) : this.cpu.readLin16(lin, false);
+  }
+  private writeStack(lin: number, v: number, size32: boolean): void {
+    if (size32) this.cpu.writeLin32(lin, v, false); else this.cpu.writeLin16(lin, v, false);
+  }
+
+  /** Reads guest memory at a guest-linear address through the guest's own tables (supervisor). */
+  private readGuestLin32(lin: number): number {
+    const p = this.shadow.guestTranslate(lin >>> 0, false, false);
+    if (p < 0 || p + 4 > this.cpu.mem.guestSize) return 0;
+    return this.cpu.mem.read32(p);
+  }
+
+  // ======================================================================================
+  // Privileged instructions (#GP in ring 1)
+  // ======================================================================================
+
+  /** Emulates the instruction that raised #GP, if it is privileged and the guest may run it. */
+  private emulate(code: number): boolean {
+    const cpu = this.cpu;
+    const start = cpu.instrStart;
+    // Decode prefixes and opcode with the CPU's own fetch (as runBlock does).
+    cpu.eip = start;
+    cpu.resetFetch();
+    let os = cpu.cs32, as = cpu.cs32;
+    cpu.segOverride = -1; cpu.rep = 0; cpu.lock = false;
+    let op = cpu.fetch8();
+    for (let n = 0; n < 14; n++) {
+      if (op === 0x66) os = !cpu.cs32;
+      else if (op === 0x67) as = !cpu.cs32;
+      else if (op === 0x26) cpu.segOverride = ES;
+      else if (op === 0x2e) cpu.segOverride = CS;
+      else if (op === 0x36) cpu.segOverride = SS;
+      else if (op === 0x3e) cpu.segOverride = DS;
+      else if (op === 0x64) cpu.segOverride = FS;
+      else if (op === 0x65) cpu.segOverride = GS;
+      else if (op === 0xf0) cpu.lock = true;
+      else if (op === 0xf2 || op === 0xf3) cpu.rep = op;
+      else break;
+      op = cpu.fetch8();
+    }
+    if (op === 0x0f) op = 0x100 | cpu.fetch8();
+    cpu.opsize32 = os; cpu.addrsize32 = as;
+    const afterOpcode = cpu.eip;
+    const kernel = this.vcpl === 0;
+    const done = (name: string): boolean => {
+      this.count(`exit:${name}`, COST.trapRoundTrip.value + COST.emulateInstruction.value);
+      cpu.instructions++;
+      return true;
+    };
+    const restart = (): void => { cpu.eip = start; cpu.resetFetch(); };
+    if (!kernel) {
+      if (op === 0x134 && this.v.sysenterCs !== 0 && code === 0) { restart(); this.sysenter(); return done('sysenter'); }
+      restart();
+      return false;
+    }
+    const v = this.v;
+    switch (op) {
+      case 0xfa: v.vif = false; return done('cli');
+      case 0xfb: {
+        v.vif = true;
+        cpu.inhibitInterrupts();
+        done('sti');
+        this.deliverPending();
+        return true;
+      }
+      case 0xf4:
+        if (v.vif && this.pending.length > 0) { done('hlt'); this.deliverPending(); return true; }
+        if (!v.vif) {
+          cpu.stop({ kind: 'halt', detail: `HLT with interrupts disabled at 0x${((cpu.segBase[CS]! + start) >>> 0).toString(16).padStart(8, '0')}` });
+          return true;
+        }
+        cpu.halt();
+        return done('hlt');
+      case 0xe4: case 0xe5: case 0xe6: case 0xe7: case 0xec: case 0xed: case 0xee: case 0xef:
+      case 0x6c: case 0x6d: case 0x6e: case 0x6f:
+        restart(); this.runAtRing0(); return this.charged('io');
+      case 0x108: case 0x109: return done('wbinvd');
+      case 0x106: v.cr0 &= ~8; cpu.cr0 &= ~8; return done('clts');
+      case 0x120: {
+        cpu.decodeModrm();
+        const n = cpu.modrmReg;
+        const val = n === 0 ? v.cr0 : n === 2 ? v.cr2 : n === 3 ? v.cr3 : n === 4 ? v.cr4 : -1;
+        if (val === -1) { restart(); return false; }
+        cpu.r32[cpu.modrmRm] = val;
+        return done(`mov-from-cr${n}`);
+      }
+      case 0x122: {
+        cpu.decodeModrm();
+        const n = cpu.modrmReg;
+        const val = cpu.r32[cpu.modrmRm]!;
+        if (!this.writeCr(n, val)) { restart(); return false; }
+        return done(`mov-to-cr${n}`);
+      }
+      case 0x121: case 0x123: restart(); this.runAtRing0(); return this.charged('mov-dr');
+      case 0x101: {
+        cpu.decodeModrm();
+        const r = cpu.modrmReg;
+        if (r === 2 || r === 3) {
+          if (cpu.modrmMod === 3) { restart(); return false; }
+          const limit = cpu.readMem16(cpu.eaSeg, cpu.eaOffset);
+          let base = cpu.readMem32(cpu.eaSeg, (cpu.eaOffset + 2) >>> 0);
+          if (!os) base &= 0xffffff;
+          if (r === 2) { v.gdtrBase = base; v.gdtrLimit = limit; this.rebuildGdt(); return done('lgdt'); }
+          v.idtrBase = base; v.idtrLimit = limit;
+          return done('lidt');
+        }
+        if (r === 6) {
+          const w = cpu.readRM16();
+          const nv = (v.cr0 & ~0xe) | (w & 0xf) | (v.cr0 & 1);
+          this.writeCr(0, nv);
+          return done('lmsw');
+        }
+        if (r === 7) {
+          if (cpu.modrmMod === 3) { restart(); return false; }
+          this.shadow.invalidate((cpu.segBase[cpu.eaSeg]! + cpu.eaOffset) >>> 0);
+          return done('invlpg');
+        }
+        restart();
+        return false;
+      }
+      case 0x100: {
+        cpu.decodeModrm();
+        const r = cpu.modrmReg;
+        if (r === 2) { // LLDT: through the (copied) GDT, as ring 0
+          restart(); this.runAtRing0(); v.ldtrSel = cpu.ldtrSel; return this.charged('lldt');
+        }
+        if (r === 3) { // LTR: virtual TR; the guest's descriptor is marked busy in its GDT
+          const sel = cpu.readRM16();
+          const addr = v.gdtrBase + (sel & 0xfff8);
+          const p = this.shadow.guestTranslate(addr, true, false);
+          if ((sel & 0xfffc) === 0 || (sel & 4) !== 0 || p < 0 || (sel & 0xfff8) + 7 > v.gdtrLimit) { restart(); return false; }
+          const lo = cpu.mem.read32(p), hi = cpu.mem.read32(p + 4);
+          const type = (hi >>> 8) & 0x1f;
+          if (type !== 9 && type !== 1) { restart(); return false; }
+          cpu.mem.write32(p + 4, hi | 0x200);
+          v.trSel = sel;
+          v.trBase = ((lo >>> 16) | ((hi & 0xff) << 16) | (hi & 0xff000000)) | 0;
+          v.trLimit = (lo & 0xffff) | (hi & 0xf0000);
+          this.rebuildGdt();
+          return done('ltr');
+        }
+        restart();
+        return false;
+      }
+      case 0x130: case 0x132: {
+        if ((cpu.r32[ECX]! >>> 0) === 0x174) {
+          if (op === 0x130) v.sysenterCs = cpu.r32[EAX]!;
+          else { cpu.r32[EAX] = v.sysenterCs; cpu.r32[EDX] = 0; }
+          return done(op === 0x130 ? 'wrmsr' : 'rdmsr');
+        }
+        restart(); this.runAtRing0(); return this.charged(op === 0x130 ? 'wrmsr' : 'rdmsr');
+      }
+      case 0x135: { // SYSEXIT: the CPU's own, with the guest's SYSENTER_CS
+        restart();
+        cpu.sysenterCs = v.sysenterCs;
+        try { this.runAtRing0(); } finally { cpu.sysenterCs = 0; }
+        return this.charged('sysexit');
+      }
+      case 0xcf: case 0xcb: case 0xca: {
+        // IRET/RET far to the guest kernel (CS RPL 0, refused from ring 1): the frame's
+        // selectors get RPL 1 and the popped IF becomes the virtual IF.
+        const sz = os ? 4 : 2;
+        const sp = (cpu.segBase[SS]! + (cpu.ss32 ? cpu.r32[ESP]! : cpu.r16[ESP << 1]!)) >>> 0;
+        const cs = this.readStack(sp + sz, os) & 0xffff;
+        if ((cs & 3) !== 0) { restart(); return false; }
+        if (op === 0xcf) {
+          const fl = this.readStack(sp + 2 * sz, os);
+          v.vif = (fl & IF) !== 0;
+          v.iopl = (fl & IOPL) >>> 12;
+          this.writeStack(sp + 2 * sz, (fl | IF) & ~IOPL, os);
+        }
+        this.writeStack(sp + sz, cs | 1, os);
+        restart();
+        cpu.stepInstruction();
+        done(op === 0xcf ? 'iret' : 'lret');
+        cpu.instructions--; // stepInstruction counted it
+        if (op === 0xcf) this.deliverPending();
+        return true;
+      }
+      case 0x8e: case 0x17: {
+        // MOV SS / POP SS with an RPL-0 selector: load it with RPL 1.
+        let sel: number;
+        if (op === 0x8e) {
+          cpu.decodeModrm();
+          if (cpu.modrmReg !== SS) { restart(); return false; }
+          sel = cpu.readRM16();
+        } else {
+          sel = cpu.peekStack16(0);
+        }
+        if ((sel & 3) !== 0) { restart(); return false; }
+        loadSegment(cpu, SS, sel | 1);
+        if (op === 0x17) cpu.sp = cpu.ss32 ? (cpu.sp + (os ? 4 : 2)) >>> 0 : (cpu.sp + (os ? 4 : 2)) & 0xffff;
+        cpu.inhibitInterrupts();
+        return done(op === 0x8e ? 'mov-ss' : 'pop-ss');
+      }
+      default:
+        void afterOpcode;
+        restart();
+        return false;
+    }
+  }
+
+  /** After `runAtRing0`/`stepInstruction` (which counted the instruction): charge only. */
+  private charged(name: string): boolean {
+    this.count(`exit:${name}`, COST.trapRoundTrip.value + COST.emulateInstruction.value);
+    return true;
+  }
+
+  /** Runs the instruction at EIP with the CPU's handler as if in ring 0 (I/O, MSRs, DRs, LLDT). */
+  private runAtRing0(): void {
+    const cpu = this.cpu;
+    const cpl = cpu.cpl;
+    cpu.cpl = 0;
+    try { cpu.stepInstruction(); } finally { if (cpu.cpl === 0) cpu.cpl = cpl; }
+  }
+
+  /** SYSENTER from guest user code: the CPU's own, then moved to ring 1. */
+  private sysenter(): void {
+    const cpu = this.cpu;
+    cpu.sysenterCs = this.v.sysenterCs;
+    try { cpu.stepInstruction(); } finally { cpu.sysenterCs = 0; }
+    cpu.instructions--; // counted by done()
+    cpu.cpl = 1;
+    for (const s of [CS, SS]) {
+      cpu.setSegmentCache(s, cpu.segSel[s]! | 1, 0, truncate(0, 0xffffffff), dpl1(cpu.segAttr[s]!));
+    }
+    this.v.vif = false;
+    cpu.flags = (cpu.flags | IF) >>> 0;
+  }
+
+  /** MOV to CRn (n = 0, 2, 3, 4) against the virtual CPU; false for other registers. */
+  private writeCr(n: number, val: number): boolean {
+    const cpu = this.cpu, v = this.v;
+    switch (n) {
+      case 0: {
+        if ((val & CR0_PE) === 0) cpu.unsupported('trap: the guest leaves protected mode (CR0.PE = 0)');
+        if ((val & 0x80000000) !== 0 && (v.cr0 & CR0_PE) === 0) cpu.raise(Vec.GP, 0);
+        const changed = (v.cr0 ^ val) & (CR0_PG | CR0_WP);
+        v.cr0 = (val | CR0_ET) | 0;
+        cpu.cr0 = (cpu.cr0 & ~0x0e) | (val & 0x0e);
+        if (changed !== 0) this.shadow.flushAll();
+        return true;
+      }
+      case 2: v.cr2 = val; return true;
+      case 3:
+        v.cr3 = val;
+        if ((v.cr0 & CR0_PG) !== 0) {
+          this.shadow.activate();
+          this.count('cr3-switch', COST.newSpace.value);
+        }
+        return true;
+      case 4: {
+        const changed = (v.cr4 ^ val) & (CR4_PSE | CR4_PGE);
+        if ((val & ~(CR4_PSE | CR4_PGE | 0x4 /* TSD */ | 0x8 /* DE */)) !== 0) cpu.raise(Vec.GP, 0);
+        v.cr4 = val;
+        cpu.cr4 = val & 0xc; // TSD, DE act on the real CPU
+        if (changed !== 0) this.shadow.flushAll();
+        return true;
+      }
+      default: return false;
+    }
+  }
+
+  /** Delivers interrupts held while the virtual IF was clear (one; the next after its IRET/STI). */
+  private deliverPending(): void {
+    if (this.pending.length === 0 || !this.vifNow) return;
+    const vector = this.pending.shift()!;
+    this.count('exit:interrupt', COST.reflectEvent.value);
+    this.reflect(vector, -1, EventKind.External);
+  }
+
+  /**
+   * Rebuilds the monitor's GDT copy from the guest's GDT: DPL 0 becomes 1, accessed bits
+   * are set (the window is read-only), and segments reaching the monitor window are cut
+   * below it.
+   */
+  private rebuildGdt(): void {
+    const cpu = this.cpu, v = this.v, mem = cpu.mem;
+    const limit = Math.min(v.gdtrLimit, GDT_PAGES * 4096 - 1);
+    mem.u8.fill(0, this.gdtPhys, this.gdtPhys + GDT_PAGES * 4096);
+    let n = 0;
+    for (let off = 0; off + 7 <= limit; off += 8) {
+      const p = this.shadow.guestTranslate(v.gdtrBase + off, false, false);
+      if (p < 0 || p + 8 > mem.guestSize) continue;
+      let lo = mem.read32(p), hi = mem.read32(p + 4);
+      const s = (hi & 0x1000) !== 0;
+      if ((hi & 0x6000) === 0) hi |= 0x2000; // DPL 0 → 1
+      if (s) {
+        hi |= 0x100; // accessed
+        const isCode = (hi & 0x800) !== 0, expandDown = !isCode && (hi & 0x400) !== 0;
+        if (!expandDown) {
+          const base = ((lo >>> 16) | ((hi & 0xff) << 16) | (hi & 0xff000000)) >>> 0;
+          const raw = (lo & 0xffff) | (hi & 0xf0000);
+          const g = (hi & 0x800000) !== 0;
+          const lim = g ? ((raw << 12) | 0xfff) >>> 0 : raw;
+          const t = truncate(base, lim);
+          if (t !== lim) {
+            const nraw = g ? (t >>> 12) : t;
+            lo = (lo & ~0xffff) | (nraw & 0xffff);
+            hi = (hi & ~0xf0000) | (nraw & 0xf0000);
+          }
+        }
+      }
+      mem.write32(this.gdtPhys + off, lo);
+      mem.write32(this.gdtPhys + off + 4, hi);
+      n++;
+    }
+    cpu.gdtrBase = MONITOR_WINDOW | 0;
+    cpu.gdtrLimit = limit;
+    cpu.charge('gdt-sync', n * COST.gdtDescriptor.value);
+  }
+}
+
+/** A segment limit cut so that base + limit stays below the monitor window. */
+function truncate(base: number, limit: number): number {
+  const end = (base >>> 0) + (limit >>> 0);
+  if (end < MONITOR_WINDOW) return limit >>> 0;
+  const cut = MONITOR_WINDOW - 1 - (base >>> 0);
+  return cut < 0 ? 0 : cut;
+}
+
+/** Segment-cache attributes with DPL 0 made 1. */
+function dpl1(attr: number): number {
+  return (attr & 0x60) === 0 ? attr | 0x20 : attr;
+}
+
+/** The native table is used as is: `trap` needs no overlay (only what faults is seen). */
+export const TRAP_TABLE = HANDLERS;
