@@ -79,12 +79,19 @@ function table(rows: string[][]): string {
  * status; bad input throws UsageError or ProfileError (the caller prints one line, status 2).
  */
 export function profilesCommand(args: string[], io: ProfilesIo): number {
-  const { values, positionals } = parseArgs({
-    args,
-    options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
-    allowPositionals: true,
-    strict: true,
-  });
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (e) {
+    // node:util parseArgs reports bad options as TypeErrors: they are bad input, not bugs.
+    throw new UsageError(`profiles: ${(e as Error).message.split('.')[0]} (see virtlab profiles --help)`);
+  }
+  const { values, positionals } = parsed;
   if (values.help) {
     io.stdout(PROFILES_USAGE);
     return 0;

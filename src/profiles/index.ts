@@ -172,6 +172,10 @@ export interface VmmCosts {
   readonly walkRef: number;
   readonly sysenter: number;
   readonly sysexit: number;
+  readonly monitor: {
+    readonly trapSaveRestore: number; readonly emulateInstruction: number; readonly reflectEvent: number;
+    readonly shadowSpaceCreate: number; readonly shadowPteDrop: number; readonly descriptorShadow: number;
+  };
   readonly bt: {
     readonly translatePerInstruction: number; readonly callout: number; readonly inTcEmulation: number;
     readonly traceFault: number; readonly hiddenPageFault: number; readonly shadowPteUpdate: number;
@@ -225,6 +229,7 @@ export function toVmmCosts(profile: Profile, file = profile.name): VmmCosts {
     walkRef: profile.events.pageWalkReference.value,
     sysenter: profile.transitions.sysenter.value,
     sysexit: profile.transitions.sysexit.value,
+    monitor: num(profile.monitor),
     bt: num(profile.binaryTranslation),
     pv: num(profile.paravirtualization),
     devices: num(profile.devices),

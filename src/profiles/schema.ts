@@ -134,6 +134,24 @@ export const ProfileV2 = z.object({
       nestedWalkCacheEntries: Figure,
     }).strict(),
   }).strict(),
+  /**
+   * Monitor software shared by the trap, full and hw-shadow modes (beyond the hardware
+   * exception delivery, which the CPU charges from `events`).
+   */
+  monitor: z.object({
+    /** Saving and restoring guest state around a trap into the monitor, and the IRET back to the guest. */
+    trapSaveRestore: Figure,
+    /** Decoding and emulating one privileged or sensitive instruction against the virtual CPU. */
+    emulateInstruction: Figure,
+    /** Building a virtual exception/interrupt frame on the guest's kernel stack (reflection). */
+    reflectEvent: Figure,
+    /** Building a new shadow address space on a CR3 load that misses the shadow cache. */
+    shadowSpaceCreate: Figure,
+    /** Dropping one shadow PTE whose guest PTE changed. */
+    shadowPteDrop: Figure,
+    /** Re-deriving one descriptor of the monitor's shadow GDT/LDT. */
+    descriptorShadow: Figure,
+  }).strict(),
   /** Software full virtualization (VMware-style binary translation and shadow paging). */
   binaryTranslation: z.object({
     translatePerInstruction: Figure,

@@ -200,8 +200,24 @@ export class ShadowPaging {
     if (n <= 1) this.traced.delete(frame); else this.traced.set(frame, n - 1);
   }
 
-  /** True when guest frame `frame` holds a page directory or table some shadow came from. */
-  isTraced(frame: number): boolean { return this.traced.has(frame); }
+  /** True when guest frame `frame` is write-protected (a page table some shadow came from, or watched). */
+  isTraced(frame: number): boolean { return this.traced.has(frame) || this.watchers.has(frame); }
+
+  /** Frames a monitor watches (e.g. the guest's GDT), with what to do after a guest write. */
+  private readonly watchers = new Map<number, () => void>();
+
+  /**
+   * Write-protects guest frame `frame` in every shadow and calls `onWrite` after each guest
+   * write to it (emulated as a trace fault); `unwatchAll` ends it.
+   */
+  watch(frame: number, onWrite: () => void): void {
+    if (frame + 4096 > this.guestSize) return;
+    const had = this.isTraced(frame);
+    this.watchers.set(frame, onWrite);
+    if (!had) this.writeProtect(frame);
+  }
+
+  unwatchAll(): void { this.watchers.clear(); }
 
   /** Clears the write bit of every shadow PTE that maps `frame` (it has just become traced). */
   private writeProtect(frame: number): void {
@@ -320,7 +336,7 @@ export class ShadowPaging {
       const pt = this.ensurePt(lin);
       if (pt < 0) return cpu.stopReason !== null ? FaultOutcome.Stopped : FaultOutcome.Hidden;
       const wantWrite = this.wWrite || (!user && (this.guest.cr0 & CR0_WP) === 0);
-      const traced = this.traced.has(frame);
+      const traced = this.isTraced(frame);
       if (write && traced) {
         this.emulateTracedWrite(lin);
         this.stats.traceFaults++;
@@ -422,13 +438,15 @@ export class ShadowPaging {
 
   /** The guest changed words of page-table frame `frame` (was `snap`): drop what was built from them. */
   private syncFrame(frame: number, snap: Int32Array): void {
-    if (!this.traced.has(frame)) return;
     const mem = this.cpu.mem;
     const base = frame >>> 2;
+    let changed = false;
     for (let i = 0; i < 1024; i++) {
       if (mem.i32[base + i] === snap[i]) continue;
-      this.guestWordChanged(frame, i);
+      changed = true;
+      if (this.traced.has(frame)) this.guestWordChanged(frame, i);
     }
+    if (changed) this.watchers.get(frame)?.();
   }
 
   /** Word `i` of guest frame `frame` changed: as a directory entry, and as a table entry. */
@@ -446,6 +464,34 @@ export class ShadowPaging {
         }
       }
     }
+  }
+
+  /**
+   * Makes sure the shadow maps `lin` for a supervisor access (`write`: writable), filling it
+   * from the guest's tables as a hidden fault would. For work the CPU does for the monitor
+   * on the guest's memory (building a reflected event frame), whose faults the CPU would
+   * otherwise chain into a double fault. False when the guest's own tables forbid it.
+   */
+  prefault(lin: number, write: boolean): boolean {
+    lin >>>= 0;
+    const cpu = this.cpu;
+    const s = this.current!;
+    const pt = s.pts.get(lin >>> 22);
+    if (pt !== undefined) {
+      const e = cpu.mem.read32(pt + ((lin >>> 12) & 0x3ff) * 4);
+      if ((e & PRESENT) !== 0 && (!write || (e & RW) !== 0)) return true;
+    }
+    if (!this.guestWalk(lin, write, false)) return false;
+    const frame = this.wFrame;
+    if (frame + 4096 > this.guestSize) this.outside(frame, `a mapping of linear 0x${lin.toString(16)}`);
+    if (write && this.isTraced(frame)) return false; // a write-protected frame: let it fault
+    const p2 = this.ensurePt(lin);
+    if (p2 < 0) return false;
+    const w = this.wWrite && this.wDirty && !this.isTraced(frame);
+    cpu.mem.write32(p2 + ((lin >>> 12) & 0x3ff) * 4, frame | PRESENT | (w ? RW : 0) | (this.wUser ? US : 0));
+    cpu.invalidatePage(lin);
+    this.stats.hiddenFaults++;
+    return true;
   }
 
   /** Guest INVLPG: drop the shadow entry (a 4 MiB region's whole table) and the TLB entry. */

@@ -28,8 +28,8 @@ import { FaultOutcome, MonitorFrames, ShadowPaging } from './shadow-paging.js';
 /** The monitor's linear window: the top 4 MiB (shadow directory entry 1023). */
 export const MONITOR_WINDOW = 0xffc00000;
 const WINDOW_PDE = 1023;
-/** Window pages: 0–15 the GDT copy (64 KiB), 16 the monitor's TSS. */
-const GDT_PAGES = 16, TSS_PAGE = 16;
+/** Window pages: 0–15 the GDT copy (64 KiB), 16 the monitor's TSS, 17–32 the LDT copy. */
+const GDT_PAGES = 16, TSS_PAGE = 16, LDT_PAGE = 17, LDT_PAGES = 16, WINDOW_PAGES = LDT_PAGE + LDT_PAGES;
 /** Monitor memory a machine needs for `trap` (MiB): window, GDT copy, TSS, shadow tables. */
 export const TRAP_MONITOR_MIB = 8;
 
@@ -54,6 +54,10 @@ export class TrapMonitor implements Monitor {
   private cpu!: Cpu;
   private gdtPhys = 0;
   private tssPhys = 0;
+  private ldtPhys = 0;
+  /** The guest's LDT (linear base and limit from its descriptor). */
+  private ldtBase = 0;
+  private ldtLimit = 0;
   /** Interrupts acknowledged while the virtual IF was clear, delivered when it is set. */
   private readonly pending: number[] = [];
   private readonly counts = new Map<string, number>();
@@ -70,11 +74,15 @@ export class TrapMonitor implements Monitor {
     const frames = new MonitorFrames(mem);
     const windowPt = frames.alloc();
     this.gdtPhys = windowPt + 4096; // the next frames, in order
-    for (let i = 0; i < GDT_PAGES + 1; i++) frames.alloc();
-    this.tssPhys = this.gdtPhys + GDT_PAGES * 4096;
-    // Window PTEs: present, supervisor, read-only (ring 1 cannot reach them: its segments are
-    // truncated below the window, and the CPU itself only reads descriptors and the TSS).
-    for (let i = 0; i <= TSS_PAGE; i++) mem.write32(windowPt + i * 4, (this.gdtPhys + i * 4096) | 1);
+    for (let i = 0; i < WINDOW_PAGES; i++) frames.alloc();
+    this.tssPhys = this.gdtPhys + TSS_PAGE * 4096;
+    this.ldtPhys = this.gdtPhys + LDT_PAGE * 4096;
+    // Window PTEs: present, supervisor, writable (the CPU sets accessed bits in the
+    // descriptor copies). Ring 1 cannot reach them: its segments end below the window.
+    for (let i = 0; i < WINDOW_PAGES; i++) mem.write32(windowPt + i * 4, (this.gdtPhys + i * 4096) | 1 | 2);
+    // No I/O permission bitmap in the monitor's TSS (base beyond its limit): all I/O from
+    // rings above IOPL faults, and the monitor checks the guest's own bitmap.
+    mem.write32(this.tssPhys + 0x64, 0x68 << 16);
     const v = this.v;
     v.cr0 = cpu.cr0; v.cr3 = cpu.cr3; v.cr4 = cpu.cr4;
     v.gdtrBase = cpu.gdtrBase; v.gdtrLimit = cpu.gdtrLimit; v.idtrBase = cpu.idtrBase; v.idtrLimit = cpu.idtrLimit;
@@ -133,17 +141,29 @@ export class TrapMonitor implements Monitor {
   // Events
   // ======================================================================================
 
+  private depth = 0;
+
   onEvent(cpu: Cpu, vector: number, code: number, kind: EventKind): boolean {
+    if (this.depth > 6) {
+      cpu.stop({ kind: 'shutdown', detail: `trap: monitor could not make progress (${eventName(vector, code)} while handling a chain of faults at 0x${((cpu.segBase[CS]! + cpu.eip) >>> 0).toString(16)})` });
+      return true;
+    }
+    this.depth++;
     try {
       this.event(vector, code, kind);
     } catch (e) {
       if (e !== FAULT) throw e;
       if (cpu.stopReason === null) {
-        // A fault while emulating: the instruction restarts, and its fault is handled now.
+        // A fault while emulating: the instruction restarts. A page fault may be hidden (the
+        // monitor's business); any other is what the instruction does to the guest.
         cpu.eip = cpu.instrStart;
         cpu.resetFetch();
-        return this.onEvent(cpu, cpu.excVector, cpu.excCode, EventKind.Fault);
+        if (cpu.excVector === Vec.PF) return this.onEvent(cpu, cpu.excVector, cpu.excCode, EventKind.Fault);
+        this.count(`exit:reflect-${eventName(cpu.excVector, -1)}`, COST.trapRoundTrip.value + COST.reflectEvent.value);
+        try { this.reflect(cpu.excVector, cpu.excCode, EventKind.Fault); } catch (e2) { if (e2 !== FAULT) throw e2; }
       }
+    } finally {
+      this.depth--;
     }
     return true;
   }
@@ -151,11 +171,40 @@ export class TrapMonitor implements Monitor {
   private event(vector: number, code: number, kind: EventKind): void {
     const cpu = this.cpu;
     if (cpu.cpl === 2 || cpu.cpl === 0) cpu.unsupported(`trap: the guest runs in real ring ${cpu.cpl} (only virtual rings 0 and 3 are supported)`);
+    if (this.pending.length > 0 && this.vifNow && (kind === EventKind.Software || kind === EventKind.Fault || kind === EventKind.External)) {
+      // An interrupt held while the guest kernel had IF clear, and the guest has enabled
+      // interrupts in a way that does not trap (IRET to user code): the monitor only learns
+      // it at this next trap. The interrupt comes first; a faulting or INT instruction runs
+      // again after the handler returns.
+      if (kind === EventKind.External) this.pending.push(vector);
+      else cpu.eip = cpu.instrStart;
+      cpu.resetFetch();
+      this.deliverPending();
+      return;
+    }
     if (kind === EventKind.External) {
       if (!this.vifNow) { this.pending.push(vector); this.count('exit:interrupt-held', COST.trapRoundTrip.value); return; }
       this.count('exit:interrupt', COST.trapRoundTrip.value + COST.reflectEvent.value);
       this.reflect(vector, -1, EventKind.External);
       return;
+    }
+    if (kind === EventKind.Software) {
+      // INT n: the gate checks the CPU makes (limit, type, DPL against the *virtual* CPL,
+      // present), done here so that the real ring-1 DPL check does not refuse the guest
+      // kernel and the frame that results is known.
+      const hi = this.readGuestLin32(this.v.idtrBase + vector * 8 + 4);
+      const t = (hi >>> 8) & 0x1f;
+      const err = vector * 8 + 2;
+      let fault = -1;
+      if (vector * 8 + 7 > this.v.idtrLimit || (t !== 6 && t !== 7 && t !== 14 && t !== 15 && t !== 5)) fault = Vec.GP;
+      else if (((hi >>> 13) & 3) < this.vcpl) fault = Vec.GP;
+      else if ((hi & 0x8000) === 0) fault = Vec.NP;
+      if (fault >= 0) {
+        cpu.eip = cpu.instrStart;
+        cpu.resetFetch();
+        this.reflectFault(fault, err);
+        return;
+      }
     }
     if (kind === EventKind.Software) {
       // INT n from the guest kernel: the gate's DPL is checked against the virtual CPL (0),
@@ -182,6 +231,12 @@ export class TrapMonitor implements Monitor {
     this.reflect(vector, code, kind);
   }
 
+  /** Reflects a fault the guest's instruction takes (EIP at the instruction). */
+  private reflectFault(vector: number, code: number): void {
+    this.count(`exit:reflect-${eventName(vector, -1)}`, COST.trapRoundTrip.value + COST.reflectEvent.value);
+    this.reflect(vector, code, EventKind.Fault);
+  }
+
   /**
    * Delivers an event to the guest through its own IDT (the CPU's delivery, with the
    * virtual IDTR and the monitor TSS's SS1:ESP1 taken from the guest TSS's SS0:ESP0), then
@@ -199,10 +254,15 @@ export class TrapMonitor implements Monitor {
       cpu.mem.write32(tss + 12, esp0);
       cpu.mem.write32(tss + 16, (ss0 & 0xfffc) | 1);
     }
+    // Fill the shadow for what delivery touches (the gate, the frame), so that the CPU's
+    // delivery does not take hidden faults (which it would chain into #DF).
+    this.shadow.prefault(v.idtrBase + vector * 8, false);
+    this.shadow.prefault(v.idtrBase + vector * 8 + 7, false);
+    const sp = cpu.cpl === 3 ? this.readGuestLin32(v.trBase + 4) : (cpu.segBase[SS]! + (cpu.ss32 ? cpu.r32[ESP]! : cpu.r16[ESP << 1]!)) | 0;
+    this.shadow.prefault(sp - 1, true);
+    this.shadow.prefault(sp - 24, true);
     const realIdtBase = cpu.idtrBase, realIdtLimit = cpu.idtrLimit;
     cpu.idtrBase = v.idtrBase; cpu.idtrLimit = v.idtrLimit;
-    const depth = cpu.instructions;
-    void depth;
     try {
       deliverArchitectural(cpu, vector, code, kind);
     } finally {
@@ -273,7 +333,6 @@ export class TrapMonitor implements Monitor {
     }
     if (op === 0x0f) op = 0x100 | cpu.fetch8();
     cpu.opsize32 = os; cpu.addrsize32 = as;
-    const afterOpcode = cpu.eip;
     const kernel = this.vcpl === 0;
     const done = (name: string): boolean => {
       this.count(`exit:${name}`, COST.trapRoundTrip.value + COST.emulateInstruction.value);
@@ -282,6 +341,25 @@ export class TrapMonitor implements Monitor {
     };
     const restart = (): void => { cpu.eip = start; cpu.resetFetch(); };
     if (!kernel) {
+      if (isIo(op)) {
+        // I/O from guest user code: the CPU's own check against the guest's IOPL and its
+        // TSS's permission bitmap (TR and IOPL swapped in for the one instruction).
+        restart();
+        const trBase = cpu.trBase, trLimit = cpu.trLimit, flags = cpu.flags;
+        cpu.trBase = this.v.trBase; cpu.trLimit = this.v.trLimit;
+        cpu.flags = (cpu.flags & ~IOPL) | (this.v.iopl << 12);
+        try {
+          cpu.stepInstruction();
+        } catch (e) {
+          if (e !== FAULT || cpu.excVector !== Vec.GP) throw e;
+          cpu.trBase = trBase; cpu.trLimit = trLimit; cpu.flags = flags;
+          restart();
+          return false;
+        } finally {
+          cpu.trBase = trBase; cpu.trLimit = trLimit; cpu.flags = (cpu.flags & ~IOPL) | (flags & IOPL);
+        }
+        return this.charged('io');
+      }
       if (op === 0x134 && this.v.sysenterCs !== 0 && code === 0) { restart(); this.sysenter(); return done('sysenter'); }
       restart();
       return false;
@@ -299,7 +377,8 @@ export class TrapMonitor implements Monitor {
       case 0xf4:
         if (v.vif && this.pending.length > 0) { done('hlt'); this.deliverPending(); return true; }
         if (!v.vif) {
-          cpu.stop({ kind: 'halt', detail: `HLT with interrupts disabled at 0x${((cpu.segBase[CS]! + start) >>> 0).toString(16).padStart(8, '0')}` });
+          // As the bare machine reports it (at the instruction boundary after HLT).
+          cpu.stop({ kind: 'halt', detail: `HLT with interrupts disabled at 0x${((cpu.segBase[CS]! + cpu.eip) >>> 0).toString(16).padStart(8, '0')}` });
           return true;
         }
         cpu.halt();
@@ -313,7 +392,7 @@ export class TrapMonitor implements Monitor {
         cpu.decodeModrm();
         const n = cpu.modrmReg;
         const val = n === 0 ? v.cr0 : n === 2 ? v.cr2 : n === 3 ? v.cr3 : n === 4 ? v.cr4 : -1;
-        if (val === -1) { restart(); return false; }
+        if (val === -1) { restart(); this.reflectFault(Vec.UD, -1); return true; }
         cpu.r32[cpu.modrmRm] = val;
         return done(`mov-from-cr${n}`);
       }
@@ -321,7 +400,7 @@ export class TrapMonitor implements Monitor {
         cpu.decodeModrm();
         const n = cpu.modrmReg;
         const val = cpu.r32[cpu.modrmRm]!;
-        if (!this.writeCr(n, val)) { restart(); return false; }
+        if (!this.writeCr(n, val)) { restart(); this.reflectFault(Vec.UD, -1); return true; }
         return done(`mov-to-cr${n}`);
       }
       case 0x121: case 0x123: restart(); this.runAtRing0(); return this.charged('mov-dr');
@@ -355,7 +434,7 @@ export class TrapMonitor implements Monitor {
         cpu.decodeModrm();
         const r = cpu.modrmReg;
         if (r === 2) { // LLDT: through the (copied) GDT, as ring 0
-          restart(); this.runAtRing0(); v.ldtrSel = cpu.ldtrSel; return this.charged('lldt');
+          restart(); this.runAtRing0(); v.ldtrSel = cpu.ldtrSel; this.rebuildLdt(); return this.charged('lldt');
         }
         if (r === 3) { // LTR: virtual TR; the guest's descriptor is marked busy in its GDT
           const sel = cpu.readRM16();
@@ -427,7 +506,6 @@ export class TrapMonitor implements Monitor {
         return done(op === 0x8e ? 'mov-ss' : 'pop-ss');
       }
       default:
-        void afterOpcode;
         restart();
         return false;
     }
@@ -471,15 +549,17 @@ export class TrapMonitor implements Monitor {
         const changed = (v.cr0 ^ val) & (CR0_PG | CR0_WP);
         v.cr0 = (val | CR0_ET) | 0;
         cpu.cr0 = (cpu.cr0 & ~0x0e) | (val & 0x0e);
-        if (changed !== 0) this.shadow.flushAll();
+        if (changed !== 0) { this.shadow.flushAll(); this.watchTables(); }
         return true;
       }
       case 2: v.cr2 = val; return true;
       case 3:
-        v.cr3 = val;
+        v.cr3 = val & 0xfffff018;
         if ((v.cr0 & CR0_PG) !== 0) {
+          const built = this.shadow.stats.spacesBuilt;
           this.shadow.activate();
-          this.count('cr3-switch', COST.newSpace.value);
+          if (this.shadow.stats.spacesBuilt !== built) this.count('shadow-build', COST.newSpace.value);
+          this.watchTables();
         }
         return true;
       case 4: {
@@ -487,7 +567,7 @@ export class TrapMonitor implements Monitor {
         if ((val & ~(CR4_PSE | CR4_PGE | 0x4 /* TSD */ | 0x8 /* DE */)) !== 0) cpu.raise(Vec.GP, 0);
         v.cr4 = val;
         cpu.cr4 = val & 0xc; // TSD, DE act on the real CPU
-        if (changed !== 0) this.shadow.flushAll();
+        if (changed !== 0) { this.shadow.flushAll(); this.watchTables(); }
         return true;
       }
       default: return false;
@@ -503,23 +583,73 @@ export class TrapMonitor implements Monitor {
   }
 
   /**
-   * Rebuilds the monitor's GDT copy from the guest's GDT: DPL 0 becomes 1, accessed bits
-   * are set (the window is read-only), and segments reaching the monitor window are cut
-   * below it.
+   * Rebuilds the monitor's GDT copy from the guest's GDT: DPL 0 becomes 1 and segments
+   * reaching the monitor window are cut below it.
    */
   private rebuildGdt(): void {
-    const cpu = this.cpu, v = this.v, mem = cpu.mem;
+    const cpu = this.cpu, v = this.v;
     const limit = Math.min(v.gdtrLimit, GDT_PAGES * 4096 - 1);
-    mem.u8.fill(0, this.gdtPhys, this.gdtPhys + GDT_PAGES * 4096);
+    const n = this.copyTable(v.gdtrBase, limit, this.gdtPhys, GDT_PAGES);
+    cpu.gdtrBase = MONITOR_WINDOW | 0;
+    cpu.gdtrLimit = limit;
+    cpu.charge('gdt-sync', n * COST.gdtDescriptor.value);
+    this.watchTables();
+  }
+
+  /**
+   * Write-protects the guest's GDT and LDT pages (as page tables are), so that a guest
+   * write to a descriptor is emulated and the copies rebuilt: the real CPU must never use a
+   * descriptor the guest has since changed.
+   */
+  private watchTables(): void {
+    const v = this.v;
+    this.shadow.unwatchAll();
+    const onGdt = (): void => { this.rebuildGdtOnly(); this.rebuildLdtFromGuest(); };
+    for (const [base, limit] of [[v.gdtrBase, Math.min(v.gdtrLimit, GDT_PAGES * 4096 - 1)], [this.ldtBase, this.ldtLimit]] as const) {
+      if (limit <= 0 || (base === this.ldtBase && (this.cpu.ldtrSel & 0xfffc) === 0)) continue;
+      for (let lin = base & ~0xfff; lin <= base + limit; lin += 4096) {
+        const p = this.shadow.guestTranslate(lin, false, false);
+        if (p >= 0) this.shadow.watch((p & ~0xfff) >>> 0, onGdt);
+      }
+    }
+  }
+
+  private rebuildGdtOnly(): void {
+    const v = this.v;
+    const n = this.copyTable(v.gdtrBase, Math.min(v.gdtrLimit, GDT_PAGES * 4096 - 1), this.gdtPhys, GDT_PAGES);
+    this.cpu.charge('gdt-sync', n * COST.gdtDescriptor.value);
+  }
+
+  private rebuildLdtFromGuest(): void {
+    if ((this.cpu.ldtrSel & 0xfffc) === 0) return;
+    const n = this.copyTable(this.ldtBase, this.ldtLimit, this.ldtPhys, LDT_PAGES);
+    this.cpu.charge('gdt-sync', n * COST.gdtDescriptor.value);
+  }
+
+  /** Rebuilds the LDT copy (after LLDT) and points the real LDTR at it. */
+  private rebuildLdt(): void {
+    const cpu = this.cpu;
+    if ((cpu.ldtrSel & 0xfffc) === 0) return;
+    this.ldtBase = cpu.ldtrBase; this.ldtLimit = Math.min(cpu.ldtrLimit >>> 0, LDT_PAGES * 4096 - 1);
+    const n = this.copyTable(this.ldtBase, this.ldtLimit, this.ldtPhys, LDT_PAGES);
+    cpu.ldtrBase = (MONITOR_WINDOW + LDT_PAGE * 4096) | 0;
+    cpu.ldtrLimit = this.ldtLimit;
+    cpu.charge('gdt-sync', n * COST.gdtDescriptor.value);
+    this.watchTables();
+  }
+
+  /** Copies a guest descriptor table into monitor memory with DPL 0 → 1 and truncated limits. */
+  private copyTable(guestBase: number, limit: number, phys: number, pages: number): number {
+    const mem = this.cpu.mem;
+    mem.u8.fill(0, phys, phys + pages * 4096);
     let n = 0;
     for (let off = 0; off + 7 <= limit; off += 8) {
-      const p = this.shadow.guestTranslate(v.gdtrBase + off, false, false);
+      const p = this.shadow.guestTranslate(guestBase + off, false, false);
       if (p < 0 || p + 8 > mem.guestSize) continue;
       let lo = mem.read32(p), hi = mem.read32(p + 4);
       const s = (hi & 0x1000) !== 0;
       if ((hi & 0x6000) === 0) hi |= 0x2000; // DPL 0 → 1
       if (s) {
-        hi |= 0x100; // accessed
         const isCode = (hi & 0x800) !== 0, expandDown = !isCode && (hi & 0x400) !== 0;
         if (!expandDown) {
           const base = ((lo >>> 16) | ((hi & 0xff) << 16) | (hi & 0xff000000)) >>> 0;
@@ -534,14 +664,16 @@ export class TrapMonitor implements Monitor {
           }
         }
       }
-      mem.write32(this.gdtPhys + off, lo);
-      mem.write32(this.gdtPhys + off + 4, hi);
+      mem.write32(phys + off, lo);
+      mem.write32(phys + off + 4, hi);
       n++;
     }
-    cpu.gdtrBase = MONITOR_WINDOW | 0;
-    cpu.gdtrLimit = limit;
-    cpu.charge('gdt-sync', n * COST.gdtDescriptor.value);
+    return n;
   }
+}
+
+function isIo(op: number): boolean {
+  return (op >= 0xe4 && op <= 0xe7) || (op >= 0xec && op <= 0xef) || (op >= 0x6c && op <= 0x6f);
 }
 
 /** A segment limit cut so that base + limit stays below the monitor window. */

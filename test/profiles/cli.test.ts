@@ -97,9 +97,16 @@ describe('virtlab profiles', () => {
     expect(run.cycles).toBe(2 * 7 + 2 * p.events.portIo.value);
   });
 
-  it('rejects an unknown subcommand', () => {
+  it('rejects an unknown subcommand, a bad option and a missing id as bad input (status 2)', () => {
     const r = virtlab('profiles', 'frobnicate');
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/unknown subcommand "frobnicate"/);
+    const o = virtlab('profiles', '--bogus');
+    expect(o.status).toBe(2);
+    expect(o.stderr).toMatch(/^virtlab: profiles: Unknown option '--bogus'/);
+    expect(o.stderr).not.toMatch(/internal error/);
+    const m = virtlab('profiles', 'show');
+    expect(m.status).toBe(2);
+    expect(m.stderr).toMatch(/which profile\?/);
   });
 });

@@ -37,8 +37,8 @@ describe('built-in profiles of five CPU generations', () => {
     expect(l.name).toBe(id);
     expect(l.profile.schema).toBe('virtlab.profile/2');
     const figures = listFigures(l.profile);
-    // classes + events + TLB + transitions + virtualization + BT + PV + devices
-    expect(figures.length).toBeGreaterThan(INSTRUCTION_CLASSES.length + 12 + 9 + 2 + 21 + 6 + 11 + 2);
+    // classes + events + TLB + transitions + virtualization + monitor + BT + PV + devices
+    expect(figures.length).toBeGreaterThan(INSTRUCTION_CLASSES.length + 12 + 9 + 2 + 21 + 6 + 6 + 11 + 2);
     for (const f of figures) {
       expect(f.source.trim().length, f.path).toBeGreaterThan(10);
       if (typeof f.value === 'number') expect(Number.isFinite(f.value), f.path).toBe(true);
@@ -80,6 +80,7 @@ describe('built-in profiles of five CPU generations', () => {
     }
     expect(c.pv.hypercall).toBe(p.paravirtualization.hypercall.value);
     expect(c.bt.callout).toBe(p.binaryTranslation.callout.value);
+    expect(c.monitor.reflectEvent).toBe(p.monitor.reflectEvent.value);
     expect(c.devices.dmaPerByte).toBe(p.devices.dmaPerByte.value);
     expect(c.walkRef).toBe(p.events.pageWalkReference.value);
     expect(c.vpid).toBe(p.virtualization.vpid.present);

@@ -419,10 +419,14 @@ export class NestedWalker {
   pfErrorCode = 0;
   qualification = 0;
   faultGpa = 0;
-  /** Guest-side permission result of the last successful walk: user-accessible, writable, dirty, 4 MiB page. */
+  /**
+   * Guest-side result of the last successful walk: U/S and R/W combined over the levels, the
+   * leaf's dirty and global bits, and whether it was a 4 MiB page.
+   */
   user = false;
-  writable = false;
+  rw = false;
   dirty = false;
+  global = false;
   large = false;
 
   constructor(mem: HostMemory, ept: EptWalker) {
@@ -468,6 +472,7 @@ export class NestedWalker {
       }
       gpa = ((pde & 0xffc00000) + (lin & 0x3fffff)) >>> 0;
       this.dirty = (pde & 0x40) !== 0;
+      this.global = (pde & 0x100) !== 0;
       this.large = true;
     } else {
       const pteGpa = ((pde & 0xfffff000) + (((lin >>> 12) & 0x3ff) << 2)) >>> 0;
@@ -487,10 +492,11 @@ export class NestedWalker {
       }
       gpa = ((pte & 0xfffff000) + (lin & 0xfff)) >>> 0;
       this.dirty = (pte & 0x40) !== 0;
+      this.global = (pte & 0x100) !== 0;
       this.large = false;
     }
     this.user = us;
-    this.writable = rw || (!user && !wp);
+    this.rw = rw;
     this.gpa = gpa;
     const eAccess = access === GuestAccess.Write ? EptAccess.Write : access === GuestAccess.Fetch ? EptAccess.Fetch : EptAccess.Read;
     const hpa = ept.translate(gpa, eAccess);

@@ -1,0 +1,220 @@
+/**
+ * `hw`: hardware-assisted virtualization modelled on VT-x (issue 4, item 3) — the exit side.
+ *
+ * The guest runs on the real CPU in its own ring 0 ("VMX non-root operation") with its own
+ * control registers; the VMCS controls (`vmcs.ts`, KVM's settings) decide which
+ * instructions and events exit to the monitor. Each exit is charged `vmExit + vmEntry +
+ * exitHandlers[reason]` from the profile to the category `exit:<reason>` (`exit-reasons.ts`),
+ * and counted per reason. What the monitor does in the exit — emulate the instruction, talk to
+ * the device model, re-inject the exception — has the effect the native handler has (the
+ * device models are the machine's own), so the guest-visible outcome equals `native` by
+ * construction, and the cost comes only from exits that really happen in the run.
+ *
+ * Mechanism:
+ * - A handler-table overlay wraps the instructions that can exit (HLT, CPUID, IN/OUT/INS/
+ *   OUTS, RDMSR/WRMSR, RDTSC, MOV to/from CR, CLTS, LMSW, INVLPG, INVD, WBINVD, MOV DR). The
+ *   wrapper runs the native handler first: faults that have priority over VM exits (CPL and
+ *   IOPL checks, #UD) are then taken as in native, and an instruction that completes is
+ *   tested against the VMCS with its operands (which the handler leaves in the decode state).
+ * - `onEvent` tests exceptions against the exception bitmap and external interrupts against
+ *   external-interrupt exiting; an exiting event is charged and then delivered through the
+ *   guest's IDT (KVM re-injects it on the next entry). INT n never exits.
+ * - VPID off: every exit and every entry flush the TLBs (the SDM's VPID-0 flush), so the
+ *   guest pays the refills; VPID on: nothing is flushed.
+ * - CR0/CR4 read shadows follow the guest's writes: an exiting write updates the shadow, so
+ *   later writes exit only when they change a host-owned bit again.
+ *
+ * Not yet wired (needs a CPU hook, see the report / docs/vmm-design.md): the EPT two-
+ * dimensional walk (`ept.ts`, `NestedWalker`) on a TLB miss, EPT violations for MMIO, and
+ * shadow paging with its exits. Until then `paging: 'nested'` walks only the guest's tables
+ * (the second-level references are not charged; `stats()` says so with `ept.2d-walk-modelled`
+ * 0), and `paging: 'shadow'` is refused.
+ */
+import { CR0_TS, EDX, type Cpu } from '../../machine/cpu/cpu.js';
+import { EventKind } from '../../machine/cpu/interrupts.js';
+import { HANDLERS, type Handler } from '../../machine/cpu/op-table.js';
+import type { Machine } from '../../machine/machine.js';
+import { exitCategory, ExitReason } from './exit-reasons.js';
+import {
+  cltsExit, exceptionExit, externalInterruptExit, instructionExit, ioExit, kvmDefaultVmcs, lmswExit,
+  movFromCrExit, movToCrExit, msrExit, type SimpleInstruction, type Vmcs, type VmExit,
+} from './vmcs.js';
+
+/** The cost figures the monitor charges (a subset of `VmmCosts` from src/profiles). */
+export interface HwCosts {
+  readonly vmExit: number;
+  readonly vmEntry: number;
+  /** VMM handler cycles indexed by basic exit reason (0 where the profile has no figure). */
+  readonly handlerByReason: ArrayLike<number>;
+}
+
+/** Options of the `hw` mode (CLI: `--paging`, `--vpid`). */
+export interface HwOptions {
+  readonly paging: 'nested' | 'shadow';
+  readonly vpid: boolean;
+}
+
+/** The VPID the monitor gives its (single) guest. */
+const GUEST_VPID = 1;
+
+/** One-byte and 0F opcodes the overlay wraps (without the 0x200 32-bit bit). */
+const IO_OPS = [0xe4, 0xe5, 0xe6, 0xe7, 0xec, 0xed, 0xee, 0xef, 0x6c, 0x6d, 0x6e, 0x6f];
+const SIMPLE_OPS: ReadonlyArray<[number, SimpleInstruction]> = [
+  [0xf4, 'hlt'], [0x1a2, 'cpuid'], [0x131, 'rdtsc'], [0x108, 'invd'], [0x109, 'wbinvd'],
+];
+
+export class HwMonitor {
+  readonly mode = 'hw' as const;
+  readonly options: HwOptions;
+  readonly costs: HwCosts;
+  /** The controls; tests and experiments may change them after `attach`. */
+  vmcs!: Vmcs;
+  /** The overlay table installed on the CPU. */
+  readonly table: Handler[];
+  /** Exits per basic reason. */
+  readonly exitsByReason = new Map<number, number>();
+  /** TLB flushes caused by VM entries/exits without VPID. */
+  transitionFlushes = 0;
+  private cpu!: Cpu;
+
+  constructor(costs: HwCosts, options: HwOptions) {
+    this.costs = costs;
+    this.options = options;
+    this.table = this.buildTable();
+  }
+
+  attach(machine: Machine): void {
+    const cpu = machine.cpu;
+    if (cpu.monitor !== null) throw new Error('hw: the machine already has a monitor');
+    if (this.options.paging === 'shadow') {
+      throw new Error('hw: --paging shadow is not wired yet (needs ShadowPaging with every hidden and trace fault as an exit)');
+    }
+    this.cpu = cpu;
+    this.vmcs = kvmDefaultVmcs({ ept: true, vpid: this.options.vpid ? GUEST_VPID : 0 });
+    // The read shadows start as the guest's values (KVM: vmx_set_cr0/cr4 at vCPU reset).
+    this.vmcs.cr0Shadow = cpu.cr0 >>> 0;
+    this.vmcs.cr4Shadow = cpu.cr4 >>> 0;
+    cpu.setTable(this.table);
+    cpu.monitor = this;
+    // VMLAUNCH: the first entry.
+    this.transition();
+  }
+
+  /** Counters for the run record. */
+  stats(): Readonly<Record<string, number>> {
+    const out: Record<string, number> = {};
+    for (const r of [...this.exitsByReason.keys()].sort((a, b) => a - b)) out[exitCategory(r)] = this.exitsByReason.get(r)!;
+    out['vpid'] = this.options.vpid ? 1 : 0;
+    out['tlb.transition-flushes'] = this.transitionFlushes;
+    out['ept.2d-walk-modelled'] = 0;
+    return out;
+  }
+
+  /** See `CpuMonitor.onEvent`: charges exiting events, then lets the CPU deliver them. */
+  onEvent(cpu: Cpu, vector: number, code: number, kind: EventKind): boolean {
+    let x: VmExit | null = null;
+    if (kind === EventKind.External) x = externalInterruptExit(this.vmcs, vector);
+    else if (kind === EventKind.Fault || kind === EventKind.Trap) x = exceptionExit(this.vmcs, vector, code < 0 ? 0 : code, cpu.cr2 >>> 0);
+    if (x !== null) this.exit(x);
+    return false;
+  }
+
+  /** Charges one VM exit and the entry that follows it, and counts it. */
+  exit(x: VmExit): void {
+    const r = x.reason;
+    this.exitsByReason.set(r, (this.exitsByReason.get(r) ?? 0) + 1);
+    const c = this.costs;
+    this.cpu.charge(exitCategory(r), c.vmExit + c.vmEntry + (c.handlerByReason[r] ?? 0));
+    this.transition(); // the exit
+    this.transition(); // the entry
+  }
+
+  /** A VM entry or exit: without VPID it flushes every TLB entry (global ones too). */
+  private transition(): void {
+    if (this.options.vpid) return;
+    this.transitionFlushes++;
+    this.cpu.flushTlb(false);
+  }
+
+  private buildTable(): Handler[] {
+    const t = HANDLERS.slice();
+    const wrap = (op: number, after: (cpu: Cpu) => VmExit | null): void => {
+      for (const idx of [op, op | 0x200]) {
+        const native = HANDLERS[idx]!;
+        t[idx] = (cpu: Cpu) => {
+          native(cpu);
+          const x = after(cpu);
+          if (x !== null) this.exit(x);
+        };
+      }
+    };
+    for (const [op, insn] of SIMPLE_OPS) wrap(op, () => instructionExit(this.vmcs, insn));
+    for (const op of IO_OPS) {
+      wrap(op, (cpu) => {
+        const size = (op & 1) === 0 ? 1 : cpu.opsize32 ? 4 : 2;
+        const immediate = op >= 0xe4 && op <= 0xe7;
+        // IN/OUT imm8: the port is the byte before EIP; otherwise DX (IN/INS do not change DX).
+        const port = immediate ? this.lastImm8(cpu) : cpu.r16[EDX << 1]!;
+        const isIn = op === 0xe4 || op === 0xe5 || op === 0xec || op === 0xed || op === 0x6c || op === 0x6d;
+        return ioExit(this.vmcs, { port, size: size as 1 | 2 | 4, in: isIn, string: op < 0x70, rep: op < 0x70 && cpu.rep !== 0, immediate });
+      });
+    }
+    // WRMSR / RDMSR: ECX names the MSR and neither changes it.
+    wrap(0x130, (cpu) => msrExit(this.vmcs, cpu.r32[1]! >>> 0, true));
+    wrap(0x132, (cpu) => msrExit(this.vmcs, cpu.r32[1]! >>> 0, false));
+    // MOV CRn, r32: the decode state holds CR (reg) and GPR (rm); the register is unchanged.
+    wrap(0x122, (cpu) => {
+      const cr = cpu.modrmReg;
+      if (cr !== 0 && cr !== 3 && cr !== 4) return null;
+      const value = cpu.r32[cpu.modrmRm]! >>> 0;
+      const x = movToCrExit(this.vmcs, cr, value, cpu.modrmRm);
+      if (x !== null && cr === 0) this.vmcs.cr0Shadow = value;
+      if (x !== null && cr === 4) this.vmcs.cr4Shadow = value;
+      return x;
+    });
+    wrap(0x120, (cpu) => {
+      const cr = cpu.modrmReg;
+      return cr === 3 ? movFromCrExit(this.vmcs, 3, cpu.modrmRm) : null;
+    });
+    wrap(0x121, (cpu) => instructionExit(this.vmcs, 'mov-dr', (cpu.modrmReg & 7) | 0x10 | ((cpu.modrmRm & 7) << 8)));
+    wrap(0x123, (cpu) => instructionExit(this.vmcs, 'mov-dr', (cpu.modrmReg & 7) | ((cpu.modrmRm & 7) << 8)));
+    wrap(0x106, () => {
+      const x = cltsExit(this.vmcs);
+      if (x !== null) this.vmcs.cr0Shadow &= ~CR0_TS;
+      return x;
+    });
+    // GRP7: LMSW (/6) and INVLPG (/7); the others never exit here (no descriptor-table exiting).
+    wrap(0x101, (cpu) => {
+      const reg = cpu.modrmReg;
+      if (reg === 7) return instructionExit(this.vmcs, 'invlpg', (cpu.segBase[cpu.eaSeg]! + cpu.eaOffset) >>> 0);
+      if (reg === 6) {
+        // The source's PE/MP/EM/TS are what LMSW put in CR0 (PE could not be cleared, and a
+        // cleared source PE never causes an exit), so the new CR0 decides exactly.
+        // (The qualification's LMSW source field therefore holds only those four bits.)
+        const src = cpu.cr0 & 0xf;
+        const x = lmswExit(this.vmcs, src, cpu.modrmMod !== 3);
+        const sh = this.vmcs.cr0Shadow;
+        if (x !== null) this.vmcs.cr0Shadow = ((sh & ~0xe) | (src & 0xe) | ((sh | src) & 1)) >>> 0;
+        return x;
+      }
+      return null;
+    });
+    return t;
+  }
+
+  /** The imm8 port operand of IN/OUT imm8 that just executed (the byte before EIP). */
+  private lastImm8(cpu: Cpu): number {
+    const save = cpu.eip;
+    cpu.eip = (save - 1) >>> 0;
+    const b = cpu.fetch8();
+    cpu.eip = save;
+    return b;
+  }
+}
+
+/** Exit reasons the overlay and `onEvent` can produce (for tests and the run record). */
+export const HW_EXIT_REASONS: readonly number[] = [
+  ExitReason.ExceptionOrNmi, ExitReason.ExternalInterrupt, ExitReason.Cpuid, ExitReason.Hlt, ExitReason.Invd,
+  ExitReason.Invlpg, ExitReason.Rdtsc, ExitReason.CrAccess, ExitReason.MovDr, ExitReason.IoInstruction,
+  ExitReason.Rdmsr, ExitReason.Wrmsr, ExitReason.Wbinvd,
+];
