@@ -7,6 +7,7 @@ import { loadProfile, DEFAULT_PROFILE } from '../profiles/index.js';
 import { buildRunRecord, serializeRunRecord, writeFileAtomic } from './run-record.js';
 import { UsageError } from './errors.js';
 import { WORKLOAD_PREFIX, workloadForExec, type ExecWorkload } from './workloads.js';
+import { createMonitor, MONITOR_MODES, monitorMemoryMiB, type MonitorMode } from '../vmm/index.js';
 
 export const EXEC_USAGE = `usage: virtlab exec <image> [options]
        virtlab exec workload:NAME [--param k=v ...] [options]
@@ -20,6 +21,8 @@ options:
                          workload:NAME a budget computed from its parameters)
   --memory MiB           RAM size (default 64)
   --profile NAME|FILE    cost profile: a built-in name or a JSON file (default ${DEFAULT_PROFILE})
+  --mode MODE            execution mode: ${MONITOR_MODES.join(', ')} (default native; trap: naive
+                         trap-and-emulate, the kernel in ring 1 on shadow page tables)
   --json FILE            write the run record (virtlab.run/1) to FILE, atomically
   --flat ADDR            the image is a raw binary: load it at ADDR (hex 0x... or decimal)
   --entry ADDR           with --flat: entry point (default: the load address)
@@ -92,6 +95,7 @@ export function execCommand(argv: string[], out: { stdout: (b: Uint8Array) => vo
           'max-instructions': { type: 'string' },
           memory: { type: 'string' },
           profile: { type: 'string' },
+          mode: { type: 'string' },
           json: { type: 'string' },
           flat: { type: 'string' },
           entry: { type: 'string' },
@@ -125,9 +129,13 @@ export function execCommand(argv: string[], out: { stdout: (b: Uint8Array) => vo
   }
   // A workload that hangs (e.g. waiting for input that never comes) stops at its own budget.
   const maxInstructions = maxGiven ?? workload?.maxInstructions ?? 1_000_000_000;
+  const modeName = values.mode ?? 'native';
+  if (!(MONITOR_MODES as readonly string[]).includes(modeName)) throw new UsageError(`--mode: unknown mode "${modeName}" (known: ${MONITOR_MODES.join(', ')})`);
+  const mode = modeName as MonitorMode;
   const loaded = loadProfile(values.profile ?? DEFAULT_PROFILE);
   const bytes = workload ? workload.bytes : readImage(imagePath);
-  const machine = new Machine({ memoryMiB, profile: loaded.profile, disk: workload?.machine.disk, nic: workload?.machine.nic });
+  if (mode !== 'native' && flat !== undefined && values['real-mode']) throw new UsageError(`--mode ${mode} needs a protected-mode start (not --real-mode)`);
+  const machine = new Machine({ memoryMiB, profile: loaded.profile, disk: workload?.machine.disk, nic: workload?.machine.nic, monitorMiB: monitorMemoryMiB(mode) });
   if (flat !== undefined) {
     machine.loadFlat(bytes, imagePath, { loadAddress: flat, entry, mode: values['real-mode'] ? 'real' : 'protected32' });
   } else {
@@ -142,6 +150,8 @@ export function execCommand(argv: string[], out: { stdout: (b: Uint8Array) => vo
       throw e;
     }
   }
+  const monitor = createMonitor(mode);
+  monitor.attach(machine);
   machine.console.listener = (chunk) => out.stdout(chunk);
   const outcome = machine.run({
     maxInstructions,
@@ -162,6 +172,8 @@ export function execCommand(argv: string[], out: { stdout: (b: Uint8Array) => vo
       maxInstructions,
       outcome,
       exitStatus: status,
+      mode,
+      monitor: monitor.stats(),
     });
     try {
       writeFileAtomic(values.json, serializeRunRecord(record));

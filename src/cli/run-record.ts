@@ -1,12 +1,14 @@
 import { renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { RunOutcome } from '../machine/machine.js';
+import type { MonitorMode, MonitorStats } from '../vmm/monitor.js';
 
 /** The run record of `virtlab exec`: schema 'virtlab.run/1'. Key order is fixed. */
 export interface RunRecord {
   readonly schema: 'virtlab.run/1';
   readonly image: { readonly path: string; readonly sha256: string; readonly format: 'multiboot' | 'flat' };
-  readonly mode: 'native';
+  /** The execution mode (DESIGN.md): `native`, or the monitor that ran the guest. */
+  readonly mode: MonitorMode;
   readonly profile: { readonly name: string; readonly sha256: string };
   readonly machine: { readonly memoryMiB: number; readonly cpuHz: number };
   readonly limits: { readonly maxInstructions: number };
@@ -22,6 +24,8 @@ export interface RunRecord {
   readonly consoleSha256: string;
   readonly events: RunOutcome['events'];
   readonly devices: RunOutcome['devices'];
+  /** The monitor's counters (traps per kind, hidden faults, shadow syncs...); empty for native. */
+  readonly monitor: MonitorStats;
 }
 
 /** Builds the record in its fixed key order from a run's outcome. */
@@ -29,6 +33,7 @@ export function buildRunRecord(args: {
   imagePath: string; imageSha256: string; format: 'multiboot' | 'flat';
   profileName: string; profileSha256: string; memoryMiB: number; cpuHz: number;
   maxInstructions: number; outcome: RunOutcome; exitStatus: number;
+  mode?: MonitorMode; monitor?: MonitorStats;
 }): RunRecord {
   const o = args.outcome;
   const exit: Record<string, string | number> = { reason: o.exit.reason };
@@ -45,7 +50,7 @@ export function buildRunRecord(args: {
   return {
     schema: 'virtlab.run/1',
     image: { path: args.imagePath, sha256: args.imageSha256, format: args.format },
-    mode: 'native',
+    mode: args.mode ?? 'native',
     profile: { name: args.profileName, sha256: args.profileSha256 },
     machine: { memoryMiB: args.memoryMiB, cpuHz: args.cpuHz },
     limits: { maxInstructions: args.maxInstructions },
@@ -65,6 +70,7 @@ export function buildRunRecord(args: {
     consoleSha256: o.console.sha256,
     events: { ...o.events },
     devices: { ...o.devices },
+    monitor: { ...(args.monitor ?? {}) },
   };
 }
 

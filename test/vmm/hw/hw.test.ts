@@ -102,4 +102,35 @@ describe('HwMonitor', () => {
     new HwMonitor(costs, { paging: 'nested', vpid: true }).attach(m);
     expect(() => new HwMonitor(costs, { paging: 'nested', vpid: true }).attach(m)).toThrow(/already/);
   });
+
+  it('nested paging: builds the EPT in monitor memory and installs it where the CPU has the hook', () => {
+    const m = new Machine({ profile, memoryMiB: 8, monitorMiB: 1 });
+    m.loadFlat(Uint8Array.from(EXIT_1), 'test.bin', { loadAddress: 0x100000 });
+    Object.defineProperty(m.cpu, 'pageWalker', { value: null, writable: true, configurable: true });
+    const hw = new HwMonitor({ ...costs, nestedWalkCacheEntries: 0 }, { paging: 'nested', vpid: true });
+    hw.attach(m);
+    expect(hw.nested).not.toBeNull();
+    expect(hw.walkModelled).toBe(true);
+    expect((m.cpu as unknown as { pageWalker: unknown }).pageWalker).toBe(hw.nested);
+    expect(hw.vmcs.eptp & ~0xfff).toBe(8 * 1024 * 1024);
+    // An access beyond guest RAM is an EPT-violation exit, charged like any other.
+    const cpu = m.cpu;
+    cpu.mem.write32(0x1000, 0x2000 | 7);
+    cpu.mem.write32(0x2000, 0x00900000 | 7); // lin 0 → gpa 9 MiB: past the guest's 8 MiB
+    cpu.cr3 = 0x1000; cpu.cr0 |= 0x80000000; cpu.updatePaging();
+    const c0 = cpu.cycles;
+    hw.nested!.walk(cpu, 0x10, 0, false, cpu.dtlb);
+    // EPT references: 4 (PD page) + 4 (PT page) + 3 (the final walk stops at the EPT PDE
+    // of the unmapped 2 MiB region 8-10 MiB).
+    expect(hw.stats()).toMatchObject({ 'exit:ept-violation': 1, 'ept.violations': 1, 'ept.walks': 1, 'ept.guest-refs': 2, 'ept.ept-refs': 11, 'ept.2d-walk-modelled': 1 });
+    expect(cpu.cycles - c0).toBe(EXIT(48) + 13 * cpu.cost.walkRef);
+  });
+
+  it('without the CPU hook, the run record says the 2-D walk is not modelled', () => {
+    const m = new Machine({ profile, monitorMiB: 1 });
+    m.loadFlat(Uint8Array.from(EXIT_1), 'test.bin', { loadAddress: 0x100000 });
+    const hw = new HwMonitor(costs, { paging: 'nested', vpid: true });
+    hw.attach(m);
+    expect(hw.stats()['ept.2d-walk-modelled']).toBe(0);
+  });
 });

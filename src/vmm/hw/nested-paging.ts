@@ -1,0 +1,101 @@
+/**
+ * Nested paging for the `hw` monitor: what the CPU's TLB-miss walk becomes when EPT is on.
+ *
+ * The monitor maps the guest's RAM [0, guestSize) with EPT, identity (gPA = hPA: the guest's
+ * RAM is the bottom of the machine's memory), read/write/execute, write-back, in tables it
+ * builds in its own memory above the guest's. `walk` is the drop-in replacement for
+ * `Cpu.walk` on a TLB miss: the two-dimensional walk of `NestedWalker`, whose references
+ * (guest entries and EPT entries alike) are added to `cpu.walkRefs` and charged at the
+ * profile's `walkRef` each, so they land in the `page-walk` category; the TLB is filled with
+ * the combined translation (guest permissions, limited by EPT write permission).
+ *
+ * EPT violations: a guest-physical address outside the guest's RAM is what KVM treats as
+ * MMIO. Each access exits (reason 48, charged through `onExit`), the access is emulated as
+ * the bare machine does (open bus: reads all-ones, writes dropped), and no TLB entry is made,
+ * so the next access exits again. A guest page table outside its RAM stops the machine.
+ *
+ * Wiring (a CPU hook not present yet): `Cpu.translatePaged` calls `this.walk(...)` on a miss;
+ * with a `pageWalker: { walk(cpu, lin, access, user, tlb): number; } | null` field chosen at
+ * mode set, the miss path becomes `this.pageWalker !== null ? this.pageWalker.walk(this, lin,
+ * access, user, tlb) : this.walk(lin, access, user, tlb)` — no cost for native (one test on
+ * the miss path only). When `walk` caches a 4 MiB guest page (`largePage` true after it
+ * returns), the CPU must set its `largePagesCached` flag as its own walk does.
+ */
+import { Vec, type Cpu } from '../../machine/cpu/cpu.js';
+import type { PhysicalMemory } from '../../machine/memory.js';
+import { TLB_DIRTY, TLB_GLOBAL, TLB_SUP_WRITE, TLB_USER_READ, TLB_USER_WRITE, type Tlb } from '../../machine/tlb.js';
+import { EPT_RWX, EPT_W, EptBuilder, EptMemType, EptWalker, NestedFault, NestedWalker, type EptCacheOptions } from './ept.js';
+import { ExitReason } from './exit-reasons.js';
+import type { VmExit } from './vmcs.js';
+
+const CR0_WP = 0x10000, CR4_PGE = 0x80;
+
+export class NestedPaging {
+  readonly builder: EptBuilder;
+  readonly ept: EptWalker;
+  readonly walker: NestedWalker;
+  /** True when the last successful walk cached a piece of a 4 MiB guest page. */
+  largePage = false;
+  /** EPT-violation exits taken (MMIO accesses). */
+  violations = 0;
+  private readonly openBus: number;
+  private readonly guestSize: number;
+
+  /**
+   * Builds the EPT over `mem` (a machine's memory, with monitor memory above `guestSize`).
+   * `largePages` maps the guest's RAM with 2 MiB EPT leaves where aligned (m = 3 for those).
+   */
+  constructor(mem: PhysicalMemory, caches: EptCacheOptions, private readonly onExit: (x: VmExit) => void, largePages = false) {
+    if (mem.size - mem.guestSize < 64 * 1024) {
+      throw new Error('hw: nested paging needs monitor memory above guest RAM for the EPT tables (Machine option monitorMiB)');
+    }
+    this.guestSize = mem.guestSize;
+    this.builder = new EptBuilder(mem, mem.guestSize, mem.size - (mem.size % 4096));
+    this.builder.map(0, 0, mem.guestSize, EPT_RWX, EptMemType.WB, largePages);
+    this.ept = new EptWalker(mem, this.builder.eptp, caches);
+    this.walker = new NestedWalker(mem, this.ept);
+    // Past the end of memory: PhysicalMemory reads all-ones there and drops writes.
+    this.openBus = mem.size;
+  }
+
+  /**
+   * The TLB-miss walk for `lin` (`access`: 0 read, 1 write, 2 fetch; `user`: CPL 3 access).
+   * Returns the host-physical address; raises #PF for a guest page fault.
+   */
+  walk(cpu: Cpu, lin: number, access: number, user: boolean, tlb: Tlb): number {
+    const w = this.walker;
+    const refs0 = w.refs, ad0 = w.counters.adUpdates;
+    const hpa = w.translate(cpu.cr0, cpu.cr3, cpu.cr4, lin, access, user);
+    const refs = w.refs - refs0;
+    cpu.walkRefs += refs;
+    cpu.cycles += refs * cpu.cost.walkRef;
+    cpu.adUpdates += w.counters.adUpdates - ad0;
+    if (hpa >= 0) {
+      let p = 0;
+      const wp = (cpu.cr0 & CR0_WP) !== 0;
+      const eptWrite = (this.ept.perms & EPT_W) !== 0;
+      if (w.user) p |= TLB_USER_READ;
+      if (w.user && w.rw && eptWrite) p |= TLB_USER_WRITE;
+      if ((w.rw || !wp) && eptWrite) p |= TLB_SUP_WRITE;
+      if (w.dirty) p |= TLB_DIRTY;
+      if (w.global && (cpu.cr4 & CR4_PGE) !== 0) p |= TLB_GLOBAL;
+      tlb.insert(lin >>> 12, (hpa & 0xfffff000) >>> 0, p);
+      this.largePage = w.large;
+      return hpa;
+    }
+    switch (w.fault) {
+      case NestedFault.GuestPageFault:
+        cpu.cr2 = lin | 0;
+        return cpu.raise(Vec.PF, w.pfErrorCode);
+      case NestedFault.EptViolation:
+        if ((w.qualification & 0x100) !== 0 && w.faultGpa >= this.guestSize) {
+          this.violations++;
+          this.onExit({ reason: ExitReason.EptViolation, qualification: w.qualification, interruptionInfo: 0, errorCode: 0 });
+          return this.openBus + (lin & 0xfff);
+        }
+        return cpu.unsupported(`hw: EPT violation at guest-physical 0x${w.faultGpa.toString(16)} (qualification 0x${w.qualification.toString(16)}): a guest page table outside guest RAM`);
+      default:
+        throw new Error(`hw: EPT misconfiguration at guest-physical 0x${w.faultGpa.toString(16)} (a monitor bug)`);
+    }
+  }
+}
