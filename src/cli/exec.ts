@@ -12,9 +12,9 @@ import { createMonitor, MONITOR_MODES, monitorMemoryMiB, type MonitorMode } from
 export const EXEC_USAGE = `usage: virtlab exec <image> [options]
        virtlab exec workload:NAME [--param k=v ...] [options]
 
-Runs a guest image on the emulated PC (native mode): the guest's console (port 0xE9 and
-COM1) goes to stdout as it is produced. workload:NAME builds a workload of the suite (see
-virtlab workloads) with the devices it needs.
+Runs a guest image on the emulated PC, natively or under a monitor (--mode): the guest's
+console (port 0xE9 and COM1) goes to stdout as it is produced. workload:NAME builds a
+workload of the suite (see virtlab workloads) with the devices it needs.
 
 options:
   --max-instructions N   stop after N retired instructions (default 1000000000; for

@@ -52,6 +52,8 @@ export interface ShadowStats {
   spacesBuilt: number;
   /** Whole-cache flushes (paging mode changes, monitor memory exhausted). */
   cacheFlushes: number;
+  /** Shadows of other address spaces dropped because the guest wrote a frame they came from. */
+  unshadowed: number;
 }
 
 /** Frames of monitor memory, handed out and taken back. */
@@ -93,7 +95,7 @@ const MAX_SPACES = 64;
 
 /** Shadow page tables for one CPU. */
 export class ShadowPaging {
-  readonly stats: ShadowStats = { hiddenFaults: 0, traceFaults: 0, syncDrops: 0, guestFaults: 0, invlpg: 0, cr3Switches: 0, spacesBuilt: 0, cacheFlushes: 0 };
+  readonly stats: ShadowStats = { hiddenFaults: 0, traceFaults: 0, syncDrops: 0, guestFaults: 0, invlpg: 0, cr3Switches: 0, spacesBuilt: 0, cacheFlushes: 0, unshadowed: 0 };
   /** Error code for the guest after `FaultOutcome.Guest`. */
   guestCode = 0;
   /** Cached spaces in load order (most recent last). */
@@ -219,6 +221,20 @@ export class ShadowPaging {
 
   unwatchAll(): void { this.watchers.clear(); }
 
+  /**
+   * The guest writes frame `frame`, traced only because a cached address space other than
+   * the current one was built from it (often a page table the guest has since freed and
+   * reused): drop those shadows (rebuilt if that space is loaded again) rather than trace
+   * every write. The current space's shadow is always in sync, so its uses stay.
+   */
+  private releaseStale(frame: number): void {
+    for (const s of [...this.spaces.values()]) {
+      if (s === this.current) continue;
+      if (s.key === frame) { this.dropSpace(s); this.stats.unshadowed++; continue; }
+      for (const [pdi, src] of [...s.srcPt]) if (src === frame) { this.dropPde(s, pdi); this.stats.unshadowed++; }
+    }
+  }
+
   /** Clears the write bit of every shadow PTE that maps `frame` (it has just become traced). */
   private writeProtect(frame: number): void {
     const mem = this.cpu.mem;
@@ -336,6 +352,7 @@ export class ShadowPaging {
       const pt = this.ensurePt(lin);
       if (pt < 0) return cpu.stopReason !== null ? FaultOutcome.Stopped : FaultOutcome.Hidden;
       const wantWrite = this.wWrite || (!user && (this.guest.cr0 & CR0_WP) === 0);
+      if (write && this.traced.has(frame)) this.releaseStale(frame);
       const traced = this.isTraced(frame);
       if (write && traced) {
         this.emulateTracedWrite(lin);
@@ -484,6 +501,7 @@ export class ShadowPaging {
     if (!this.guestWalk(lin, write, false)) return false;
     const frame = this.wFrame;
     if (frame + 4096 > this.guestSize) this.outside(frame, `a mapping of linear 0x${lin.toString(16)}`);
+    if (write && this.traced.has(frame)) this.releaseStale(frame);
     if (write && this.isTraced(frame)) return false; // a write-protected frame: let it fault
     const p2 = this.ensurePt(lin);
     if (p2 < 0) return false;

@@ -18,10 +18,11 @@ import {
 } from '../machine/cpu/cpu.js';
 import { deliverArchitectural, EventKind, eventName } from '../machine/cpu/interrupts.js';
 import { IF, IOPL } from '../machine/cpu/flags.js';
-import { HANDLERS } from '../machine/cpu/op-table.js';
 import { loadSegment } from '../machine/cpu/segmentation.js';
 import type { Machine } from '../machine/machine.js';
-import { PROVISIONAL_VMM_COSTS as COST } from './costs.js';
+import { hasVmmFigures, toVmmCosts } from '../profiles/index.js';
+import type { Profile } from '../profiles/schema.js';
+import { PROVISIONAL_VMM_COSTS } from './costs.js';
 import type { Monitor, MonitorStats } from './monitor.js';
 import { FaultOutcome, MonitorFrames, ShadowPaging } from './shadow-paging.js';
 
@@ -32,6 +33,52 @@ const WINDOW_PDE = 1023;
 const GDT_PAGES = 16, TSS_PAGE = 16, LDT_PAGE = 17, LDT_PAGES = 16, WINDOW_PAGES = LDT_PAGE + LDT_PAGES;
 /** Monitor memory a machine needs for `trap` (MiB): window, GDT copy, TSS, shadow tables. */
 export const TRAP_MONITOR_MIB = 8;
+
+/** What `trap` charges, in cycles per event. */
+export interface TrapCosts {
+  /** Hardware exception delivery into the monitor, state save/restore, IRET back to ring 1. */
+  readonly trapRoundTrip: number;
+  readonly emulateInstruction: number;
+  readonly reflectEvent: number;
+  /** A hidden page fault, all in (trap, software walk, shadow fill). */
+  readonly hiddenFault: number;
+  /** A trace fault, all in (trap, decoding and emulating the write, shadow update). */
+  readonly traceFault: number;
+  /** Per shadow PTE dropped by a trace. */
+  readonly syncDrop: number;
+  readonly newSpace: number;
+  readonly gdtDescriptor: number;
+  /** The monitor's device model handling one trapped port access. */
+  readonly portIo: number;
+}
+
+/**
+ * Costs from the profile's VMM figures (schema v2: `monitor`, `binaryTranslation` shadow
+ * figures, `devices`), plus its own exception-delivery cost for the hardware part of a
+ * trap; a profile without them gets the provisional table (src/vmm/costs.ts).
+ */
+export function trapCosts(profile: Profile, interruptCycles: number): TrapCosts {
+  if (hasVmmFigures(profile)) {
+    const c = toVmmCosts(profile);
+    return {
+      trapRoundTrip: interruptCycles + c.monitor.trapSaveRestore,
+      emulateInstruction: c.monitor.emulateInstruction,
+      reflectEvent: c.monitor.reflectEvent,
+      hiddenFault: c.bt.hiddenPageFault,
+      traceFault: c.bt.traceFault,
+      syncDrop: c.monitor.shadowPteDrop,
+      newSpace: c.monitor.shadowSpaceCreate,
+      gdtDescriptor: c.monitor.descriptorShadow,
+      portIo: Math.round(c.devices.portIoEmulation),
+    };
+  }
+  const p = PROVISIONAL_VMM_COSTS;
+  return {
+    trapRoundTrip: interruptCycles + p.trapRoundTrip.value, emulateInstruction: p.emulateInstruction.value,
+    reflectEvent: p.reflectEvent.value, hiddenFault: p.hiddenFault.value, traceFault: p.traceFault.value,
+    syncDrop: p.syncDrop.value, newSpace: p.newSpace.value, gdtDescriptor: p.gdtDescriptor.value, portIo: 700,
+  };
+}
 
 /** The virtual CPU: what the guest believes its privileged state is. */
 export interface VirtualCpu {
@@ -51,6 +98,8 @@ export class TrapMonitor implements Monitor {
     ldtrSel: 0, trSel: 0, trBase: 0, trLimit: 0xffff, vif: false, iopl: 0, sysenterCs: 0,
   };
   shadow!: ShadowPaging;
+  /** Cycle costs (from the machine's profile at `attach`). */
+  costs!: TrapCosts;
   private cpu!: Cpu;
   private gdtPhys = 0;
   private tssPhys = 0;
@@ -71,6 +120,7 @@ export class TrapMonitor implements Monitor {
       throw new Error('trap: attach at the Multiboot entry state (flat protected mode, ring 0, paging off)');
     }
     this.cpu = cpu;
+    this.costs = trapCosts(machine.profile, cpu.cost.interrupt);
     const frames = new MonitorFrames(mem);
     const windowPt = frames.alloc();
     this.gdtPhys = windowPt + 4096; // the next frames, in order
@@ -124,6 +174,7 @@ export class TrapMonitor implements Monitor {
     out['shadow.cr3-switches'] = s.cr3Switches;
     out['shadow.spaces-built'] = s.spacesBuilt;
     out['shadow.cache-flushes'] = s.cacheFlushes;
+    out['shadow.unshadowed'] = s.unshadowed;
     return out;
   }
 
@@ -159,7 +210,7 @@ export class TrapMonitor implements Monitor {
         cpu.eip = cpu.instrStart;
         cpu.resetFetch();
         if (cpu.excVector === Vec.PF) return this.onEvent(cpu, cpu.excVector, cpu.excCode, EventKind.Fault);
-        this.count(`exit:reflect-${eventName(cpu.excVector, -1)}`, COST.trapRoundTrip.value + COST.reflectEvent.value);
+        this.count(`exit:reflect-${eventName(cpu.excVector, -1)}`, this.costs.trapRoundTrip + this.costs.reflectEvent);
         try { this.reflect(cpu.excVector, cpu.excCode, EventKind.Fault); } catch (e2) { if (e2 !== FAULT) throw e2; }
       }
     } finally {
@@ -183,8 +234,8 @@ export class TrapMonitor implements Monitor {
       return;
     }
     if (kind === EventKind.External) {
-      if (!this.vifNow) { this.pending.push(vector); this.count('exit:interrupt-held', COST.trapRoundTrip.value); return; }
-      this.count('exit:interrupt', COST.trapRoundTrip.value + COST.reflectEvent.value);
+      if (!this.vifNow) { this.pending.push(vector); this.count('exit:interrupt-held', this.costs.trapRoundTrip); return; }
+      this.count('exit:interrupt', this.costs.trapRoundTrip + this.costs.reflectEvent);
       this.reflect(vector, -1, EventKind.External);
       return;
     }
@@ -209,31 +260,32 @@ export class TrapMonitor implements Monitor {
     if (kind === EventKind.Software) {
       // INT n from the guest kernel: the gate's DPL is checked against the virtual CPL (0),
       // which the real ring-1 check would refuse; delivered without it.
-      this.count('exit:int', COST.trapRoundTrip.value + COST.reflectEvent.value);
+      this.count('exit:int', this.costs.trapRoundTrip + this.costs.reflectEvent);
       this.reflect(vector, -1, this.vcpl === 0 ? EventKind.External : EventKind.Software);
       return;
     }
     if (vector === Vec.PF) {
+      const drops = this.shadow.stats.syncDrops;
       const r = this.shadow.handleFault(code, cpu.cpl === 3);
       switch (r) {
-        case FaultOutcome.Hidden: this.count('hidden-fault', COST.trapRoundTrip.value + COST.hiddenFault.value); return;
-        case FaultOutcome.Trace: this.count('shadow-sync', COST.trapRoundTrip.value + COST.traceFault.value); return;
+        case FaultOutcome.Hidden: this.count('hidden-fault', this.costs.hiddenFault); return;
+        case FaultOutcome.Trace: this.count('shadow-sync', this.costs.traceFault + (this.shadow.stats.syncDrops - drops) * this.costs.syncDrop); return;
         case FaultOutcome.Stopped: return;
         case FaultOutcome.Guest:
           this.v.cr2 = cpu.cr2;
-          this.count('exit:reflect-#PF', COST.trapRoundTrip.value + COST.reflectEvent.value);
+          this.count('exit:reflect-#PF', this.costs.trapRoundTrip + this.costs.reflectEvent);
           this.reflect(Vec.PF, this.shadow.guestCode, kind);
           return;
       }
     }
     if (vector === Vec.GP && this.emulate(code)) return;
-    this.count(`exit:reflect-${eventName(vector, -1).replace(/^#/, '#')}`, COST.trapRoundTrip.value + COST.reflectEvent.value);
+    this.count(`exit:reflect-${eventName(vector, -1).replace(/^#/, '#')}`, this.costs.trapRoundTrip + this.costs.reflectEvent);
     this.reflect(vector, code, kind);
   }
 
   /** Reflects a fault the guest's instruction takes (EIP at the instruction). */
   private reflectFault(vector: number, code: number): void {
-    this.count(`exit:reflect-${eventName(vector, -1)}`, COST.trapRoundTrip.value + COST.reflectEvent.value);
+    this.count(`exit:reflect-${eventName(vector, -1)}`, this.costs.trapRoundTrip + this.costs.reflectEvent);
     this.reflect(vector, code, EventKind.Fault);
   }
 
@@ -335,7 +387,7 @@ export class TrapMonitor implements Monitor {
     cpu.opsize32 = os; cpu.addrsize32 = as;
     const kernel = this.vcpl === 0;
     const done = (name: string): boolean => {
-      this.count(`exit:${name}`, COST.trapRoundTrip.value + COST.emulateInstruction.value);
+      this.count(`exit:${name}`, this.costs.trapRoundTrip + this.costs.emulateInstruction);
       cpu.instructions++;
       return true;
     };
@@ -513,7 +565,9 @@ export class TrapMonitor implements Monitor {
 
   /** After `runAtRing0`/`stepInstruction` (which counted the instruction): charge only. */
   private charged(name: string): boolean {
-    this.count(`exit:${name}`, COST.trapRoundTrip.value + COST.emulateInstruction.value);
+    this.count(`exit:${name}`, this.costs.trapRoundTrip + this.costs.emulateInstruction);
+    // A trapped port access is handled by the monitor's device model.
+    if (name === 'io') this.cpu.charge('device', this.costs.portIo);
     return true;
   }
 
@@ -558,7 +612,7 @@ export class TrapMonitor implements Monitor {
         if ((v.cr0 & CR0_PG) !== 0) {
           const built = this.shadow.stats.spacesBuilt;
           this.shadow.activate();
-          if (this.shadow.stats.spacesBuilt !== built) this.count('shadow-build', COST.newSpace.value);
+          if (this.shadow.stats.spacesBuilt !== built) this.count('shadow-build', this.costs.newSpace);
           this.watchTables();
         }
         return true;
@@ -578,7 +632,7 @@ export class TrapMonitor implements Monitor {
   private deliverPending(): void {
     if (this.pending.length === 0 || !this.vifNow) return;
     const vector = this.pending.shift()!;
-    this.count('exit:interrupt', COST.reflectEvent.value);
+    this.count('exit:interrupt', this.costs.reflectEvent);
     this.reflect(vector, -1, EventKind.External);
   }
 
@@ -592,7 +646,7 @@ export class TrapMonitor implements Monitor {
     const n = this.copyTable(v.gdtrBase, limit, this.gdtPhys, GDT_PAGES);
     cpu.gdtrBase = MONITOR_WINDOW | 0;
     cpu.gdtrLimit = limit;
-    cpu.charge('gdt-sync', n * COST.gdtDescriptor.value);
+    cpu.charge('gdt-sync', n * this.costs.gdtDescriptor);
     this.watchTables();
   }
 
@@ -617,13 +671,13 @@ export class TrapMonitor implements Monitor {
   private rebuildGdtOnly(): void {
     const v = this.v;
     const n = this.copyTable(v.gdtrBase, Math.min(v.gdtrLimit, GDT_PAGES * 4096 - 1), this.gdtPhys, GDT_PAGES);
-    this.cpu.charge('gdt-sync', n * COST.gdtDescriptor.value);
+    this.cpu.charge('gdt-sync', n * this.costs.gdtDescriptor);
   }
 
   private rebuildLdtFromGuest(): void {
     if ((this.cpu.ldtrSel & 0xfffc) === 0) return;
     const n = this.copyTable(this.ldtBase, this.ldtLimit, this.ldtPhys, LDT_PAGES);
-    this.cpu.charge('gdt-sync', n * COST.gdtDescriptor.value);
+    this.cpu.charge('gdt-sync', n * this.costs.gdtDescriptor);
   }
 
   /** Rebuilds the LDT copy (after LLDT) and points the real LDTR at it. */
@@ -634,7 +688,7 @@ export class TrapMonitor implements Monitor {
     const n = this.copyTable(this.ldtBase, this.ldtLimit, this.ldtPhys, LDT_PAGES);
     cpu.ldtrBase = (MONITOR_WINDOW + LDT_PAGE * 4096) | 0;
     cpu.ldtrLimit = this.ldtLimit;
-    cpu.charge('gdt-sync', n * COST.gdtDescriptor.value);
+    cpu.charge('gdt-sync', n * this.costs.gdtDescriptor);
     this.watchTables();
   }
 
@@ -688,6 +742,3 @@ function truncate(base: number, limit: number): number {
 function dpl1(attr: number): number {
   return (attr & 0x60) === 0 ? attr | 0x20 : attr;
 }
-
-/** The native table is used as is: `trap` needs no overlay (only what faults is seen). */
-export const TRAP_TABLE = HANDLERS;

@@ -7,13 +7,15 @@
 import { describe, expect, it } from 'vitest';
 import { Machine, type RunOutcome } from '../../src/machine/machine.js';
 import { loadProfile } from '../../src/profiles/index.js';
-import { MONITOR_WINDOW, TrapMonitor, TRAP_MONITOR_MIB } from '../../src/vmm/trap.js';
+import { loadProfile as load, toVmmCosts } from '../../src/profiles/index.js';
+import { PROVISIONAL_VMM_COSTS } from '../../src/vmm/costs.js';
+import { MONITOR_WINDOW, TrapMonitor, trapCosts, TRAP_MONITOR_MIB } from '../../src/vmm/trap.js';
 import { GUEST_MEMORY_MIB, qemuStatusOf, readExpected, readGuest, runGuest } from '../e2e/guest-harness.js';
 
 interface TrapRun { debugcon: string; serial: string; outcome: RunOutcome; monitor: TrapMonitor; machine: Machine }
 
-function runTrap(name: string, maxInstructions = 50_000_000): TrapRun {
-  const machine = new Machine({ memoryMiB: GUEST_MEMORY_MIB, monitorMiB: TRAP_MONITOR_MIB, profile: loadProfile().profile });
+function runTrap(name: string, maxInstructions = 50_000_000, profileName?: string): TrapRun {
+  const machine = new Machine({ memoryMiB: GUEST_MEMORY_MIB, monitorMiB: TRAP_MONITOR_MIB, profile: loadProfile(profileName).profile });
   const e9: number[] = [];
   machine.io.registerWrite8(0xe9, (_p, v) => { e9.push(v & 0xff); });
   machine.loadMultiboot(readGuest(name), name + '.elf');
@@ -66,6 +68,20 @@ describe('trap: guests that read no sensitive state run exactly as natively', ()
     expect(r.monitor.v.cr3 >>> 0).toBeLessThan(r.machine.mem.guestSize);
     for (const f of r.monitor.shadow.allShadowFrames()) expect(f).toBeLessThan(r.machine.mem.guestSize);
   }, 60_000);
+
+  it('charges each trap from the profile\'s figures: delivery + save/restore + emulation, and the device model', () => {
+    const r = runTrap('hello', 1_000_000, 'skylake-2015');
+    const c = toVmmCosts(load('skylake-2015').profile);
+    const cats = r.outcome.accounting.categories;
+    const io = cats['exit:io']!;
+    expect(io.cycles).toBe(io.count * (r.machine.cpu.cost.interrupt + c.monitor.trapSaveRestore + c.monitor.emulateInstruction));
+    expect(cats.device!.cycles).toBe(io.count * Math.round(c.devices.portIoEmulation));
+    expect(cats['hidden-fault']!.cycles).toBe(cats['hidden-fault']!.count * c.bt.hiddenPageFault);
+    expect(r.monitor.costs).toEqual(trapCosts(load('skylake-2015').profile, r.machine.cpu.cost.interrupt));
+    // A profile without VMM figures (schema 1) falls back to the provisional table.
+    const v1 = runTrap('hello', 1_000_000);
+    expect(v1.monitor.costs.trapRoundTrip).toBe(v1.machine.cpu.cost.interrupt + PROVISIONAL_VMM_COSTS.trapRoundTrip.value);
+  });
 
   it('the guest is told the same RAM size (mem_upper) though the machine has monitor memory above it', () => {
     const r = runTrap('hello');
