@@ -3,11 +3,11 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ImageError, isElf, parseElf32 } from '../guest/elf.js';
 import { Machine, type RunOutcome } from '../machine/machine.js';
-import { loadProfile, DEFAULT_PROFILE } from '../profiles/index.js';
+import { loadProfile, DEFAULT_PROFILE, DEFAULT_VMM_PROFILE } from '../profiles/index.js';
 import { buildRunRecord, serializeRunRecord, writeFileAtomic } from './run-record.js';
 import { UsageError } from './errors.js';
 import { WORKLOAD_PREFIX, workloadForExec, type ExecWorkload } from './workloads.js';
-import { createMonitor, MONITOR_MODES, monitorMemoryMiB, type MonitorMode } from '../vmm/index.js';
+import { createMonitor, HW_DEFAULTS, MONITOR_MODES, monitorMemoryMiB, type Monitor, type MonitorMode } from '../vmm/index.js';
 
 export const EXEC_USAGE = `usage: virtlab exec <image> [options]
        virtlab exec workload:NAME [--param k=v ...] [options]
@@ -20,9 +20,13 @@ options:
   --max-instructions N   stop after N retired instructions (default 1000000000; for
                          workload:NAME a budget computed from its parameters)
   --memory MiB           RAM size (default 64)
-  --profile NAME|FILE    cost profile: a built-in name or a JSON file (default ${DEFAULT_PROFILE})
+  --profile NAME|FILE    cost profile: a built-in name or a JSON file (default ${DEFAULT_PROFILE};
+                         ${DEFAULT_VMM_PROFILE} with --mode hw)
   --mode MODE            execution mode: ${MONITOR_MODES.join(', ')} (default native; trap: naive
-                         trap-and-emulate, the kernel in ring 1 on shadow page tables)
+                         trap-and-emulate, the kernel in ring 1 on shadow page tables; hw:
+                         VT-x style hardware-assisted virtualization)
+  --paging nested|shadow with --mode hw: EPT (default nested) or shadow page tables
+  --vpid on|off          with --mode hw: VPID-tagged TLB (default on; off flushes at every exit and entry)
   --json FILE            write the run record (virtlab.run/1) to FILE, atomically
   --flat ADDR            the image is a raw binary: load it at ADDR (hex 0x... or decimal)
   --entry ADDR           with --flat: entry point (default: the load address)
@@ -96,6 +100,8 @@ export function execCommand(argv: string[], out: { stdout: (b: Uint8Array) => vo
           memory: { type: 'string' },
           profile: { type: 'string' },
           mode: { type: 'string' },
+          paging: { type: 'string' },
+          vpid: { type: 'string' },
           json: { type: 'string' },
           flat: { type: 'string' },
           entry: { type: 'string' },
@@ -132,10 +138,26 @@ export function execCommand(argv: string[], out: { stdout: (b: Uint8Array) => vo
   const modeName = values.mode ?? 'native';
   if (!(MONITOR_MODES as readonly string[]).includes(modeName)) throw new UsageError(`--mode: unknown mode "${modeName}" (known: ${MONITOR_MODES.join(', ')})`);
   const mode = modeName as MonitorMode;
-  const loaded = loadProfile(values.profile ?? DEFAULT_PROFILE);
+  if (mode !== 'hw' && (values.paging !== undefined || values.vpid !== undefined)) {
+    throw new UsageError(`${values.paging !== undefined ? '--paging' : '--vpid'} is only valid with --mode hw`);
+  }
+  const paging = values.paging ?? HW_DEFAULTS.paging;
+  if (paging !== 'nested' && paging !== 'shadow') throw new UsageError(`--paging: expected nested or shadow, got "${paging}"`);
+  const vpidText = values.vpid ?? (HW_DEFAULTS.vpid ? 'on' : 'off');
+  if (vpidText !== 'on' && vpidText !== 'off') throw new UsageError(`--vpid: expected on or off, got "${vpidText}"`);
+  const vpid = vpidText === 'on';
+  const loaded = loadProfile(values.profile ?? (mode === 'hw' ? DEFAULT_VMM_PROFILE : DEFAULT_PROFILE));
+  // Built before the machine so that a profile without the figures or features fails fast.
+  let monitor: Monitor;
+  try {
+    monitor = createMonitor(mode, { profile: loaded.profile, paging, vpid });
+  } catch (e) {
+    if (e instanceof RangeError) throw new UsageError(e.message);
+    throw e;
+  }
   const bytes = workload ? workload.bytes : readImage(imagePath);
   if (mode !== 'native' && flat !== undefined && values['real-mode']) throw new UsageError(`--mode ${mode} needs a protected-mode start (not --real-mode)`);
-  const machine = new Machine({ memoryMiB, profile: loaded.profile, disk: workload?.machine.disk, nic: workload?.machine.nic, monitorMiB: monitorMemoryMiB(mode) });
+  const machine = new Machine({ memoryMiB, profile: loaded.profile, disk: workload?.machine.disk, nic: workload?.machine.nic, monitorMiB: monitorMemoryMiB(mode, memoryMiB, paging) });
   if (flat !== undefined) {
     machine.loadFlat(bytes, imagePath, { loadAddress: flat, entry, mode: values['real-mode'] ? 'real' : 'protected32' });
   } else {
@@ -150,7 +172,6 @@ export function execCommand(argv: string[], out: { stdout: (b: Uint8Array) => vo
       throw e;
     }
   }
-  const monitor = createMonitor(mode);
   monitor.attach(machine);
   machine.console.listener = (chunk) => out.stdout(chunk);
   const outcome = machine.run({
@@ -174,6 +195,7 @@ export function execCommand(argv: string[], out: { stdout: (b: Uint8Array) => vo
       exitStatus: status,
       mode,
       monitor: monitor.stats(),
+      modeOptions: mode === 'hw' ? { paging, vpid: vpidText } : undefined,
     });
     try {
       writeFileAtomic(values.json, serializeRunRecord(record));

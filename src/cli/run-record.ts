@@ -26,6 +26,8 @@ export interface RunRecord {
   readonly devices: RunOutcome['devices'];
   /** The monitor's counters (traps per kind, hidden faults, shadow syncs...); empty for native. */
   readonly monitor: MonitorStats;
+  /** The mode's options, for modes that take any (`hw`: paging and VPID); absent otherwise. */
+  readonly modeOptions?: Readonly<Record<string, string | number | boolean>>;
 }
 
 /** Builds the record in its fixed key order from a run's outcome. */
@@ -33,7 +35,7 @@ export function buildRunRecord(args: {
   imagePath: string; imageSha256: string; format: 'multiboot' | 'flat';
   profileName: string; profileSha256: string; memoryMiB: number; cpuHz: number;
   maxInstructions: number; outcome: RunOutcome; exitStatus: number;
-  mode?: MonitorMode; monitor?: MonitorStats;
+  mode?: MonitorMode; monitor?: MonitorStats; modeOptions?: Readonly<Record<string, string | number | boolean>>;
 }): RunRecord {
   const o = args.outcome;
   const exit: Record<string, string | number> = { reason: o.exit.reason };
@@ -71,6 +73,7 @@ export function buildRunRecord(args: {
     events: { ...o.events },
     devices: { ...o.devices },
     monitor: { ...(args.monitor ?? {}) },
+    ...(args.modeOptions !== undefined ? { modeOptions: { ...args.modeOptions } } : {}),
   };
 }
 

@@ -47,7 +47,7 @@ interface Verdict { seed: string; kind: string; q: string[]; v: string[]; j: str
 
 async function check(seed: string, options: GenOptions = {}): Promise<Verdict> {
   const p = generate(seed, options);
-  const q = lines(p, await qemu(p));
+  const q = lines(p, await qemu(p), true);
   const rv = runVirtlab(p, false);
   const v = lines(p, rv.bytes);
   const j = lines(p, runVirtlab(p, true).bytes);
@@ -70,12 +70,20 @@ function describe(seed: string, i: number, a: string[], b: string[], labelA: str
 }
 
 const [cmd, a1, a2] = process.argv.slice(2);
+if (cmd === 'prefix') {
+  for (let n = 1; n <= Number(a2); n++) {
+    const s = await check(a1!, { count: n });
+    const d = await check(a1!, { count: n, everyInstruction: true });
+    if (n === Number(a2)) { console.log(s.q.join('\n')); console.log(s.v.join('\n')); }
+  }
+}
 if (cmd === 'campaign') {
   const from = Number(a1 ?? 0), count = Number(a2 ?? 50);
   const seeds = Array.from({ length: count }, (_, k) => String(from + k));
   let bad = 0, jbad = 0;
   await pool(seeds, 2, async (s) => {
     const r = await check(s);
+    if (r.firstDiff >= 0 && process.argv.includes('--sparse')) console.log(describe(s, r.firstDiff, r.q, r.v, 'qemu   ', 'virtlab').replace(/instruction #\d+: \w+/, ''));
     if (r.firstDiff >= 0) {
       // Localize: rerun with a checkpoint after every instruction.
       const e = await check(s, { everyInstruction: true });
@@ -102,7 +110,7 @@ if (cmd === 'campaign') {
   const corpus: { seed: string; kind: string; lines: number; digests: string; last: string }[] = [];
   await pool(seeds, 2, async (s) => {
     const p = generate(s);
-    const q = lines(p, await qemu(p));
+    const q = lines(p, await qemu(p), true);
     corpus.push({ seed: s, kind: p.kind, lines: q.length, digests: q.map(digest).join(' '), last: q[q.length - 1] ?? '' });
   });
   corpus.sort((x, y) => Number(x.seed) - Number(y.seed));

@@ -47,8 +47,11 @@ export interface Program {
   readonly checkpointMasks: number[];
   /** Per checkpoint: index of the last random instruction before it. */
   readonly checkpointAfter: number[];
-  /** Address of each random instruction → [index, EFLAGS mask valid before it]. */
-  readonly instrAt: Map<number, [number, number]>;
+  /**
+   * Address of each random instruction → [index, EFLAGS mask valid before it, whether it
+   * reads and writes a memory operand].
+   */
+  readonly instrAt: Map<number, [number, number, boolean]>;
   /** Disassembly help: the bytes of each random instruction (hex). */
   readonly instrBytes: string[];
   readonly kind: 'plain' | 'fault';
@@ -75,6 +78,10 @@ interface Ins {
   undef: number;
   /** Further instructions, each followed by a forced checkpoint (ENTER's body and LEAVE). */
   after?: number[][];
+  /** Needs a checkpoint right before it (see CMPXCHG8B). */
+  ckBefore?: boolean;
+  /** Reads and writes a memory operand (set by instruction()). */
+  rmw?: boolean;
 }
 
 /** Whether a setup sequence (5-byte MOV r32, imm32 loads) loads register `r`. */
@@ -126,6 +133,7 @@ class Gen {
       return { bytes: [0xc0 | (reg << 3) | rm], setup: [], mem: true && false };
     }
     const span = opts.span ?? opts.size;
+    if (opts.write) rmwMem = true;
     return opts.a16 ? this.mem16(reg, opts.seg, span, opts.write) : this.mem32(reg, opts.seg, span, opts.write, opts.espAdjust ?? 0);
   }
 
@@ -154,9 +162,12 @@ class Gen {
       if (mod === 1) disp = (this.int(256) << 24) >> 24;
       const ss = base === 4 || base === 5;
       const s = this.defaultSeg(ss, seg);
-      if (write && s === 1) continue;
+      if (write && s === 1) throw RETRY;
       const lin = this.target(size);
       const off = (lin - segBase(s)) >>> 0;
+      // An access crossing the 4 GiB offset limit is implementation-specific (SDM Vol. 3
+      // 5.3): not generated.
+      if (off + size > 0x1_0000_0000) throw RETRY;
       const espVal = ESP0 + espAdj;
       let idxVal = index < 0 ? 0 : this.chance(0.5) ? this.int(0x200) : (-this.int(0x200)) >>> 0;
       if (index === 4) idxVal = espVal; // not reachable (index 4 = none); kept for clarity
@@ -184,7 +195,7 @@ class Gen {
           const got = (v * mul + disp) >>> 0;
           // Needs to land in the window (of this segment) too; retry if not.
           const glin = (segBase(s) + got) >>> 0;
-          if (glin < DATA || glin + size > DATA + WINDOW) { if (tries > 20) throw new Error('mem32'); continue; }
+          if (glin < DATA || glin + size > DATA + WINDOW) { if (tries > 20) throw RETRY; continue; }
           setup.push(...movImm(base, v));
         } else {
           if (index >= 0) setup.push(...movImm(index, idxVal));
@@ -209,12 +220,11 @@ class Gen {
       const direct = rm === 6 && mod === 0;
       const ss = !direct && (rm === 2 || rm === 3 || rm === 6);
       const s = this.defaultSeg(ss, seg);
-      if (write && s === 1) continue;
+      if (s === 1) throw RETRY; // CS (base 0): 16-bit offsets would reach low memory
       // Offset in the 64 KiB segment window; often just below a page boundary in linear terms.
       let off: number;
       if (this.chance(0.3)) off = ((((segBase(s) + 0x1000 * (1 + this.int(15))) & ~0xfff) - segBase(s) - 1 - this.int(size + 1)) & 0xffff);
       else off = this.int(0x10000 - size);
-      if (s === 1) continue; // CS (base 0): 16-bit offsets would reach low memory
       if (off + size > 0x10000) continue;
       const bytes: number[] = [(mod << 6) | (reg << 3) | rm];
       const setup: number[] = [];
@@ -235,6 +245,12 @@ class Gen {
   }
 }
 
+/** Set when the instruction being drawn writes a memory operand it also reads. */
+let rmwMem = false;
+
+/** Thrown when a drawn form cannot be used (the caller draws again). */
+const RETRY = new Error('retry');
+
 const SEG_PREFIX = [0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65];
 
 /**
@@ -242,6 +258,13 @@ const SEG_PREFIX = [0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65];
  * again).
  */
 function instruction(g: Gen): Ins | null {
+  rmwMem = false;
+  const x = drawInstruction(g);
+  if (x !== null) x.rmw = rmwMem;
+  return x;
+}
+
+function drawInstruction(g: Gen): Ins | null {
   const o16 = g.chance(0.3);
   const a16 = g.chance(0.2);
   const seg = g.chance(0.3) ? g.int(6) : null;
@@ -382,6 +405,7 @@ function instruction(g: Gen): Ins | null {
       return ins(m.setup, [0x0f, 0x40 | cc, ...m.bytes], ARITH, 0, 0);
     }
     const m = g.modrm(0, { regOk: true, size: 1, write: true, a16, seg, rm8: true });
+    rmwMem = false; // SETcc only writes
     addPrefixes(true, false);
     return ins(m.setup, [0x0f, 0x90 | cc, ...m.bytes], ARITH, 0, 0);
   }
@@ -446,7 +470,11 @@ function instruction(g: Gen): Ins | null {
       const lock = g.chance(0.5);
       const m = g.modrm(1, { regOk: false, size: 8, write: true, a16, seg });
       addPrefixes(true, lock);
-      return ins(m.setup, [0x0f, 0xc7, ...m.bytes], 0, ZF, 0);
+      // QEMU 7.2 computes the flags CMPXCHG8B leaves alone from a stale lazy-flags state
+      // unless its translation block starts there: a checkpoint (a CALL) first.
+      const x = ins(m.setup, [0x0f, 0xc7, ...m.bytes], 0, ZF, 0);
+      x.ckBefore = true;
+      return x;
     }
     const rg = w === 0 ? g.int(8) : g.reg();
     const lock = f !== 2 && g.chance(0.4);
@@ -552,6 +580,7 @@ function instruction(g: Gen): Ins | null {
       const m = g.modrm(0, { regOk: false, size: osz, write: true, a16, seg, espAdjust: osz });
       psetup.push(...m.setup);
       popb.push(...p16, ...(a16 ? [0x67] : []), ...(seg !== null ? [SEG_PREFIX[seg]!] : []), 0x8f, ...m.bytes);
+      rmwMem = false; // POP only writes
     }
     return { setup: psetup, bytes: [...pbytes, ...popb], reads: 0, defines: 0, undef: 0 };
   }
@@ -561,7 +590,7 @@ function instruction(g: Gen): Ins | null {
 function dividend(g: Gen, signed: boolean, size: number, dv: number): number[] {
   const bits = size * 8;
   const mask = bits === 32 ? 0xffffffff : (1 << bits) - 1;
-  const d = dv & mask;
+  const d = (dv & mask) >>> 0;
   if (!signed) {
     // High part < divisor.
     const hi = Math.floor(g.r() * d);
@@ -587,13 +616,15 @@ function dividend(g: Gen, signed: boolean, size: number, dv: number): number[] {
 
 /** Builds the program for `seed`. */
 export function generate(seed: string, options: GenOptions = {}): Program {
-  const rng = seedrandom(seed);
-  const ckRng = seedrandom(seed + '/checkpoints');
+  // A prefix: ARC4 keys repeat cyclically, so seedrandom('1') equals seedrandom('11').
+  const rng = seedrandom('virtlab-fuzz/' + seed);
+  const ckRng = seedrandom('virtlab-fuzz/' + seed + '/checkpoints');
   const kind: 'plain' | 'fault' = rng() < 0.25 ? 'fault' : 'plain';
   const badPage = kind === 'fault' ? 1 + Math.floor(rng() * 31) : -1;
   const roPage = kind === 'fault' && rng() < 0.5 ? 1 + Math.floor(rng() * 31) : -1;
   const g = new Gen(rng, badPage, roPage);
-  const count = options.count ?? 20 + g.int(41);
+  const drawn = 20 + g.int(41); // always drawn: a shorter count keeps the same prefix
+  const count = options.count ?? drawn;
   const density = ckRng() < 0.5 ? 1 : ckRng();
 
   const a = new Assembler({ bits: 32, origin: CODE, sourcePositions: false });
@@ -647,23 +678,30 @@ export function generate(seed: string, options: GenOptions = {}): Program {
 
   const checkpointMasks: number[] = [];
   const checkpointAfter: number[] = [];
-  const instrAt = new Map<number, [number, number]>();
-  const instrLabels: [ReturnType<Assembler['label']>, number, number][] = [];
+  const instrAt = new Map<number, [number, number, boolean]>();
+  const instrLabels: [ReturnType<Assembler['label']>, number, number, boolean][] = [];
   const instrBytes: string[] = [];
   let undef = 0;
   const hex = (b: number[]) => b.map((x) => x.toString(16).padStart(2, '0')).join('');
   for (let i = 0; i < count; i++) {
     let x: Ins | null = null;
-    while (x === null) x = instruction(g);
+    while (x === null) {
+      try { x = instruction(g); } catch (e) { if (e !== RETRY) throw e; }
+    }
     if (x.reads & undef) {
       // Define the flags again first: CMP EAX, imm32 writes all six.
       a.db([0x3d, ...u32(g.val())]);
       undef = 0;
     }
     if (x.setup.length) a.db(x.setup);
+    if (x.ckBefore) {
+      a.call(ckpt);
+      checkpointMasks.push(~undef & 0xffffffff);
+      checkpointAfter.push(i - 1);
+    }
     const l = a.here();
     a.db(x.bytes);
-    instrLabels.push([l, i, ARITH & ~undef]);
+    instrLabels.push([l, i, ARITH & ~undef, x.rmw === true]);
     instrBytes.push(hex(x.bytes));
     undef = (undef & ~x.defines) | x.undef;
     const forced = x.after !== undefined;
@@ -759,7 +797,7 @@ export function generate(seed: string, options: GenOptions = {}): Program {
     dataSec.bytes[idtOff + v * 8 + 6] = (addr >>> 16) & 0xff;
     dataSec.bytes[idtOff + v * 8 + 7] = (addr >>> 24) & 0xff;
   }
-  for (const [l, i, m] of instrLabels) instrAt.set(built.address(l), [i, m]);
+  for (const [l, i, m, rmw] of instrLabels) instrAt.set(built.address(l), [i, m, rmw]);
   const image = imageFromAssembly(built, { name: 'fuzz-' + seed, entry: start });
   return { seed, image, checkpointMasks, checkpointAfter, instrAt, instrBytes, kind };
 }

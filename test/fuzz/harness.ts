@@ -32,7 +32,7 @@ export function runVirtlab(p: Program, jit: boolean, maxInstructions = 5_000_000
  * The comparable lines of a run: one per checkpoint (registers, masked EFLAGS), a fault
  * line (vector, error code, CR2, EIP, registers, masked EFLAGS) and the window hash.
  */
-export function lines(p: Program, bytes: Uint8Array): string[] {
+export function lines(p: Program, bytes: Uint8Array, fromQemu = false): string[] {
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const d = (at: number): number => dv.getUint32(at, true);
   const res: string[] = [];
@@ -50,9 +50,15 @@ export function lines(p: Program, bytes: Uint8Array): string[] {
       const at = i + 1;
       const cr2 = d(at);
       const regs = REGS.map((r, k) => (r === 'esp' ? '' : `${r}=${h8(d(at + 4 + 4 * k))}`)).filter(Boolean).join(' ');
-      const vec = d(at + 36), err = d(at + 40), eip = d(at + 44), efl = d(at + 52);
+      const vec = d(at + 36), eip = d(at + 44), efl = d(at + 52);
+      let err = d(at + 40);
       const where = p.instrAt.get(eip);
-      const mask = where ? where[1] | ~0x8d5 : 0xffffffff;
+      // QEMU reports a read-modify-write of a not-present page as a read (W/R=0); the CPU
+      // checks such an access as a write from its first (read) access, as it does for a
+      // read-only page, where QEMU too reports W/R=1 (docs/fuzzing.md).
+      if (fromQemu && vec === 14 && where?.[2] === true && (err & 1) === 0) err |= 2;
+      // RF (bit 16) is masked: the SDM (17.3.1.1) pushes RF=1 for faults, QEMU pushes 0.
+      const mask = (where ? where[1] | ~0x8d5 : 0xffffffff) & ~0x10000;
       // CR2 matters only for #PF.
       res.push(`fault vec=${vec} err=${h8(err)} cr2=${vec === 14 ? h8(cr2) : '-'} eip=${h8(eip)} (#${where ? where[0] : '?'}) ${regs} efl=${h8(efl & mask)}`);
       i += 57;

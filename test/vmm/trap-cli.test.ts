@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.js';
+import { MONITOR_MODES } from '../../src/vmm/index.js';
 import { readExpected, GUESTS } from '../e2e/guest-harness.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'vl-trap-'));
@@ -62,6 +63,7 @@ describe('virtlab exec --mode', () => {
   it('rejects an unknown mode, naming it and the known ones', () => {
     const r = virtlab('exec', join(GUESTS, 'bin', 'hello.elf'), '--mode', 'vmx');
     expect(r.status).toBe(2);
-    expect(r.stderr).toContain('--mode: unknown mode "vmx" (known: native, trap)');
+    expect(r.stderr).toContain('--mode: unknown mode "vmx" (known: native, trap');
+    for (const m of MONITOR_MODES) expect(r.stderr).toContain(m);
   });
 });

@@ -325,6 +325,15 @@ export class Cpu {
   private largePagesCached = false;
 
   /**
+   * A monitor's replacement for the TLB-miss walk (`hw` with nested paging: the 2-D walk
+   * through the guest's tables and the EPT), or null for the CPU's own walk. Consulted only
+   * on a TLB miss, so native speed is unaffected. `walk` fills `tlb`, counts its references
+   * in `walkRefs` and charges them to `cycles`; `largePage` says the fill was a piece of a
+   * 4 MiB guest page (INVLPG must then drop whole regions).
+   */
+  pageWalker: { walk(cpu: Cpu, lin: number, access: number, user: boolean, tlb: Tlb): number; readonly largePage: boolean } | null = null;
+
+  /**
    * Linear → physical for a data access at the current privilege (`user` = CPL 3 unless
    * this is an implicit supervisor access such as a descriptor-table read).
    */
@@ -343,6 +352,12 @@ export class Cpu {
       if ((p & need) === need && (!write || (p & TLB_DIRTY) !== 0)) {
         return (tlb.frame[i]! + (lin & 0xfff)) >>> 0;
       }
+    }
+    const pw = this.pageWalker;
+    if (pw !== null) {
+      const r = pw.walk(this, lin, access, user, tlb);
+      if (pw.largePage) this.largePagesCached = true;
+      return r;
     }
     return this.walk(lin, access, user, tlb);
   }

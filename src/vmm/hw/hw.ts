@@ -28,11 +28,21 @@
  * (`nested-paging.ts`) and installs it as the CPU's TLB-miss walker when the CPU has the
  * `pageWalker` hook (proposed in nested-paging.ts; not in cpu.ts yet). Without the hook the
  * CPU walks only the guest's tables and the second-level references are not charged:
- * `stats()` says so with `ept.2d-walk-modelled` 0. `paging: 'shadow'` (shadow paging with
- * every hidden and trace fault an exit) is not wired yet and is refused.
+ * `stats()` says so with `ept.2d-walk-modelled` 0.
+ *
+ * Shadow paging (`paging: 'shadow'`, KVM without EPT): the real CR3 holds a shadow directory
+ * (`ShadowPaging`, the same as `trap`'s) in monitor memory; the real CR0.PG and WP are forced
+ * on and the guest's are virtual (host-owned bits of the CR0 mask, read back through the
+ * shadow), as are its CR3 (CR3-load and -store exiting) and CR2. #PF is in the exception
+ * bitmap, so every hidden fault, trace fault and guest page fault is an exit (reason 0);
+ * a guest fault is then injected with the guest's error code. CR3 loads and INVLPG exit
+ * (reasons 28, 14). Before the CPU delivers an event through the guest's IDT, the shadow is
+ * filled for the gate, its code descriptor, the TSS and the frame (a real VMM re-injects an
+ * event whose delivery faulted; the CPU here would chain such a fault into #DF).
  */
-import { CR0_TS, EDX, type Cpu } from '../../machine/cpu/cpu.js';
-import { EventKind } from '../../machine/cpu/interrupts.js';
+import { CR0_PE, CR0_PG, CR0_TS, CR0_WP, CR4_PAE, CR4_PGE, CR4_PSE, EDX, ESP, SS, Vec, type Cpu } from '../../machine/cpu/cpu.js';
+import { deliverArchitectural, EventKind } from '../../machine/cpu/interrupts.js';
+import { FaultOutcome, MonitorFrames, ShadowPaging, type GuestPagingState } from '../shadow-paging.js';
 import { HANDLERS, type Handler } from '../../machine/cpu/op-table.js';
 import type { Machine } from '../../machine/machine.js';
 import { exitCategory, ExitReason } from './exit-reasons.js';
@@ -50,6 +60,18 @@ export interface HwCosts {
   readonly handlerByReason: ArrayLike<number>;
   /** Entries of the 2-D walk's nested TLB (profile `nestedPaging.nestedWalkCacheEntries`); 0 or absent: none. */
   readonly nestedWalkCacheEntries?: number;
+  /**
+   * The monitor's device model per exiting port-I/O instruction (profile
+   * `devices.portIoEmulation`, charged to `device` as `trap` does; the `ioInstruction` handler
+   * figure excludes it). Absent: not charged.
+   */
+  readonly devices?: { readonly portIoEmulation: number };
+  /**
+   * Shadow-paging work besides the exits (profile `monitor`): building a shadow address
+   * space (`shadow-build`), dropping a shadow PTE whose guest word changed (`shadow-sync`).
+   * Absent: not charged.
+   */
+  readonly monitor?: { readonly shadowSpaceCreate: number; readonly shadowPteDrop: number };
 }
 
 /** Options of the `hw` mode (CLI: `--paging`, `--vpid`). */
@@ -83,6 +105,15 @@ export class HwMonitor {
   nested: NestedPaging | null = null;
   /** True when the CPU took `nested` as its TLB-miss walker (the hook exists). */
   walkModelled = false;
+  /** The shadow page tables (`paging: 'shadow'`). */
+  shadow: ShadowPaging | null = null;
+  /** The guest's CR0.PG and CR0.WP (shadow paging forces the real ones on). */
+  private vPgWp = 0;
+  /** The guest's CR3 and CR2 (shadow paging: the real ones are the monitor's). */
+  private vCr3 = 0;
+  private vCr2 = 0;
+  /** CR4 at the last guest write (a PSE/PGE change drops every shadow). */
+  private lastCr4 = 0;
   private cpu!: Cpu;
 
   constructor(costs: HwCosts, options: HwOptions) {
@@ -94,15 +125,32 @@ export class HwMonitor {
   attach(machine: Machine): void {
     const cpu = machine.cpu;
     if (cpu.monitor !== null) throw new Error('hw: the machine already has a monitor');
-    if (this.options.paging === 'shadow') {
-      throw new Error('hw: --paging shadow is not wired yet (needs ShadowPaging with every hidden and trace fault as an exit)');
+    const shadowPaging = this.options.paging === 'shadow';
+    if (shadowPaging && (cpu.cr0 & CR0_PE) === 0) throw new Error('hw: --paging shadow needs a guest that starts in protected mode');
+    if (shadowPaging && machine.mem.size - machine.mem.guestSize < 1 << 20) {
+      throw new Error('hw: --paging shadow needs monitor memory above guest RAM for the shadow tables (Machine option monitorMiB)');
     }
     this.cpu = cpu;
-    this.vmcs = kvmDefaultVmcs({ ept: true, vpid: this.options.vpid ? GUEST_VPID : 0 });
+    this.vmcs = kvmDefaultVmcs({ ept: !shadowPaging, vpid: this.options.vpid ? GUEST_VPID : 0 });
     // The read shadows start as the guest's values (KVM: vmx_set_cr0/cr4 at vCPU reset).
     this.vmcs.cr0Shadow = cpu.cr0 >>> 0;
     this.vmcs.cr4Shadow = cpu.cr4 >>> 0;
-    if (machine.mem.size > machine.mem.guestSize) {
+    if (shadowPaging) {
+      this.vPgWp = cpu.cr0 & (CR0_PG | CR0_WP);
+      this.vCr3 = cpu.cr3 | 0;
+      this.vCr2 = cpu.cr2 | 0;
+      this.lastCr4 = cpu.cr4 | 0;
+      const self = this;
+      const guest: GuestPagingState = {
+        get cr0() { return ((cpu.cr0 & ~(CR0_PG | CR0_WP)) | self.vPgWp) | 0; },
+        get cr3() { return self.vCr3; },
+        get cr4() { return cpu.cr4; },
+      };
+      this.shadow = new ShadowPaging(cpu, new MonitorFrames(machine.mem), guest);
+      cpu.cr0 = (cpu.cr0 | CR0_PG | CR0_WP) | 0;
+      cpu.updatePaging();
+      this.shadowWork(() => this.shadow!.activate());
+    } else if (machine.mem.size > machine.mem.guestSize) {
       this.nested = new NestedPaging(machine.mem, { ntlbEntries: this.costs.nestedWalkCacheEntries ?? 0 }, (x) => this.exit(x));
       this.vmcs.eptp = this.nested.builder.eptp;
       // The CPU hook this needs (a `pageWalker` field consulted on a TLB miss) is proposed in
@@ -131,6 +179,17 @@ export class HwMonitor {
       out['ept.ntlb-hits'] = e.ntlbHits;
       out['ept.violations'] = this.nested.violations;
     }
+    if (this.shadow !== null) {
+      const s = this.shadow.stats;
+      out['shadow.hidden-faults'] = s.hiddenFaults;
+      out['shadow.trace-faults'] = s.traceFaults;
+      out['shadow.guest-faults'] = s.guestFaults;
+      out['shadow.sync-drops'] = s.syncDrops;
+      out['shadow.invlpg'] = s.invlpg;
+      out['shadow.cr3-switches'] = s.cr3Switches;
+      out['shadow.spaces-built'] = s.spacesBuilt;
+      out['shadow.cache-flushes'] = s.cacheFlushes;
+    }
     return out;
   }
 
@@ -140,7 +199,66 @@ export class HwMonitor {
     if (kind === EventKind.External) x = externalInterruptExit(this.vmcs, vector);
     else if (kind === EventKind.Fault || kind === EventKind.Trap) x = exceptionExit(this.vmcs, vector, code < 0 ? 0 : code, cpu.cr2 >>> 0);
     if (x !== null) this.exit(x);
+    const sh = this.shadow;
+    if (sh === null) return false;
+    if (vector === Vec.PF && kind === EventKind.Fault) {
+      // The exit above was the #PF; the monitor decides whose fault it is.
+      const out = this.shadowWork(() => sh.handleFault(code, (code & 4) !== 0));
+      switch (out) {
+        case FaultOutcome.Hidden:
+        case FaultOutcome.Trace:
+          cpu.cr2 = this.vCr2; // the guest never saw this fault
+          return true;
+        case FaultOutcome.Guest:
+          // Injected with the guest's own error code; CR2 is the guest's now.
+          this.vCr2 = cpu.cr2 | 0;
+          this.prefaultDelivery(vector);
+          deliverArchitectural(cpu, vector, sh.guestCode, kind);
+          return true;
+        default:
+          return true;
+      }
+    }
+    this.prefaultDelivery(vector);
     return false;
+  }
+
+  /**
+   * Fills the shadow for what the CPU's delivery of `vector` through the guest's IDT reads
+   * and writes: the gate, its code-segment descriptor, the TSS's ring-0 stack pointer (from
+   * user mode) and the frame.
+   */
+  private prefaultDelivery(vector: number): void {
+    const cpu = this.cpu, sh = this.shadow!;
+    const gate = (cpu.idtrBase + vector * 8) >>> 0;
+    sh.prefault(gate, false);
+    sh.prefault(gate + 7, false);
+    const gp = sh.guestTranslate(gate + 2, false, false);
+    if (gp >= 0 && gp + 2 <= cpu.mem.guestSize) sh.prefault(cpu.gdtrBase + (cpu.mem.read16(gp) & 0xfff8), false);
+    let sp: number;
+    if (cpu.cpl === 3) {
+      sh.prefault(cpu.trBase + 4, false);
+      sh.prefault(cpu.trBase + 11, false);
+      const tp = sh.guestTranslate(cpu.trBase + 4, false, false);
+      if (tp < 0 || tp + 4 > cpu.mem.guestSize) return;
+      sp = cpu.mem.read32(tp);
+    } else {
+      sp = (cpu.segBase[SS]! + (cpu.ss32 ? cpu.r32[ESP]! : cpu.r16[ESP << 1]!)) | 0;
+    }
+    sh.prefault(sp - 1, true);
+    sh.prefault(sp - 24, true);
+  }
+
+  /** Runs shadow-paging work and charges what it built and dropped (profile `monitor`). */
+  private shadowWork<T>(f: () => T): T {
+    const s = this.shadow!.stats, m = this.costs.monitor;
+    const built = s.spacesBuilt, drops = s.syncDrops;
+    const r = f();
+    if (m !== undefined) {
+      if (s.spacesBuilt > built) this.cpu.charge('shadow-build', (s.spacesBuilt - built) * m.shadowSpaceCreate);
+      if (s.syncDrops > drops) this.cpu.charge('shadow-sync', (s.syncDrops - drops) * m.shadowPteDrop);
+    }
+    return r;
   }
 
   /** Charges one VM exit and the entry that follows it, and counts it. */
@@ -180,7 +298,10 @@ export class HwMonitor {
         // IN/OUT imm8: the port is the byte before EIP; otherwise DX (IN/INS do not change DX).
         const port = immediate ? this.lastImm8(cpu) : cpu.r16[EDX << 1]!;
         const isIn = op === 0xe4 || op === 0xe5 || op === 0xec || op === 0xed || op === 0x6c || op === 0x6d;
-        return ioExit(this.vmcs, { port, size: size as 1 | 2 | 4, in: isIn, string: op < 0x70, rep: op < 0x70 && cpu.rep !== 0, immediate });
+        const x = ioExit(this.vmcs, { port, size: size as 1 | 2 | 4, in: isIn, string: op < 0x70, rep: op < 0x70 && cpu.rep !== 0, immediate });
+        // The access is handled by the monitor's device model (once per exit, also for REP).
+        if (x !== null && this.costs.devices !== undefined) cpu.charge('device', Math.round(this.costs.devices.portIoEmulation));
+        return x;
       });
     }
     // WRMSR / RDMSR: ECX names the MSR and neither changes it.
@@ -189,6 +310,7 @@ export class HwMonitor {
     // MOV CRn, r32: the decode state holds CR (reg) and GPR (rm); the register is unchanged.
     wrap(0x122, (cpu) => {
       const cr = cpu.modrmReg;
+      if (this.shadow !== null) this.shadowCrWrite(cpu, cr);
       if (cr !== 0 && cr !== 3 && cr !== 4) return null;
       const value = cpu.r32[cpu.modrmRm]! >>> 0;
       const x = movToCrExit(this.vmcs, cr, value, cpu.modrmRm);
@@ -198,6 +320,11 @@ export class HwMonitor {
     });
     wrap(0x120, (cpu) => {
       const cr = cpu.modrmReg;
+      if (this.shadow !== null) {
+        // The guest reads its own CR3 (CR3-store exiting) and, through the CR0 read shadow, its PG/WP.
+        if (cr === 3) cpu.r32[cpu.modrmRm] = this.vCr3;
+        else if (cr === 0) cpu.r32[cpu.modrmRm] = (cpu.cr0 & ~(CR0_PG | CR0_WP)) | this.vPgWp;
+      }
       return cr === 3 ? movFromCrExit(this.vmcs, 3, cpu.modrmRm) : null;
     });
     wrap(0x121, (cpu) => instructionExit(this.vmcs, 'mov-dr', (cpu.modrmReg & 7) | 0x10 | ((cpu.modrmRm & 7) << 8)));
@@ -210,7 +337,11 @@ export class HwMonitor {
     // GRP7: LMSW (/6) and INVLPG (/7); the others never exit here (no descriptor-table exiting).
     wrap(0x101, (cpu) => {
       const reg = cpu.modrmReg;
-      if (reg === 7) return instructionExit(this.vmcs, 'invlpg', (cpu.segBase[cpu.eaSeg]! + cpu.eaOffset) >>> 0);
+      if (reg === 7) {
+        const lin = (cpu.segBase[cpu.eaSeg]! + cpu.eaOffset) >>> 0;
+        if (this.shadow !== null) this.shadow.invalidate(lin);
+        return instructionExit(this.vmcs, 'invlpg', lin);
+      }
       if (reg === 6) {
         // The source's PE/MP/EM/TS are what LMSW put in CR0 (PE could not be cleared, and a
         // cleared source PE never causes an exit), so the new CR0 decides exactly.
@@ -224,6 +355,41 @@ export class HwMonitor {
       return null;
     });
     return t;
+  }
+
+  /**
+   * Shadow paging, after the CPU's own MOV to CRn has run: CR0.PG/WP, CR3 and CR2 become the
+   * guest's virtual values and the real ones are the monitor's again.
+   */
+  private shadowCrWrite(cpu: Cpu, cr: number): void {
+    const sh = this.shadow!;
+    switch (cr) {
+      case 0: {
+        const v = cpu.cr0 | 0;
+        if ((v & CR0_PE) === 0) { cpu.unsupported('hw --paging shadow: the guest left protected mode'); return; }
+        const pgwp = v & (CR0_PG | CR0_WP);
+        const changed = pgwp !== this.vPgWp;
+        this.vPgWp = pgwp;
+        cpu.cr0 = (v | CR0_PG | CR0_WP) | 0;
+        cpu.updatePaging();
+        if (changed) this.shadowWork(() => sh.flushAll());
+        else cpu.cr3 = sh.shadowCr3; // unchanged; the CPU's write did not touch it
+        return;
+      }
+      case 2: this.vCr2 = cpu.cr2 | 0; return;
+      case 3:
+        this.vCr3 = cpu.cr3 | 0;
+        this.shadowWork(() => sh.activate());
+        return;
+      case 4: {
+        const v = cpu.cr4 | 0;
+        if ((v & CR4_PAE) !== 0) { cpu.unsupported('hw --paging shadow: PAE paging is not shadowed'); return; }
+        const changed = ((v ^ this.lastCr4) & (CR4_PSE | CR4_PGE)) !== 0;
+        this.lastCr4 = v;
+        if (changed) this.shadowWork(() => sh.flushAll());
+        return;
+      }
+    }
   }
 
   /** The imm8 port operand of IN/OUT imm8 that just executed (the byte before EIP). */

@@ -31,8 +31,10 @@ describe('HwMonitor', () => {
     expect(h.o.exit).toEqual(n.o.exit);
     expect(h.o.instructions).toBe(n.o.instructions);
     expect(hw.stats()).toMatchObject({ 'exit:io-instruction': 2, 'exit:cpuid': 1, 'tlb.transition-flushes': 0 });
-    const expected = 2 * EXIT(ExitReason.IoInstruction) + EXIT(ExitReason.Cpuid);
+    const device = Math.round(costs.devices.portIoEmulation);
+    const expected = 2 * EXIT(ExitReason.IoInstruction) + EXIT(ExitReason.Cpuid) + 2 * device;
     expect(h.o.cycles - n.o.cycles).toBe(expected);
+    expect(h.o.accounting.categories.device).toEqual({ cycles: 2 * device, count: 2 });
     const cat = h.o.accounting.categories;
     expect(cat['exit:io-instruction']).toEqual({ cycles: 2 * EXIT(30), count: 2 });
     expect(cat['exit:cpuid']).toEqual({ cycles: EXIT(10), count: 1 });
@@ -95,10 +97,10 @@ describe('HwMonitor', () => {
     expect(m.cpu.cycles - before).toBe(EXIT(0) + EXIT(1));
   });
 
-  it('refuses shadow paging until it is wired, and a second monitor', () => {
+  it('refuses shadow paging without monitor memory for the shadow tables, and a second monitor', () => {
     const m = new Machine({ profile });
     m.loadFlat(Uint8Array.from(EXIT_1), 'test.bin', { loadAddress: 0x100000 });
-    expect(() => new HwMonitor(costs, { paging: 'shadow', vpid: true }).attach(m)).toThrow(/shadow/);
+    expect(() => new HwMonitor(costs, { paging: 'shadow', vpid: true }).attach(m)).toThrow(/shadow needs monitor memory/);
     new HwMonitor(costs, { paging: 'nested', vpid: true }).attach(m);
     expect(() => new HwMonitor(costs, { paging: 'nested', vpid: true }).attach(m)).toThrow(/already/);
   });
@@ -129,6 +131,8 @@ describe('HwMonitor', () => {
   it('without the CPU hook, the run record says the 2-D walk is not modelled', () => {
     const m = new Machine({ profile, monitorMiB: 1 });
     m.loadFlat(Uint8Array.from(EXIT_1), 'test.bin', { loadAddress: 0x100000 });
+    // The Cpu has the hook (`pageWalker`); take it away to model a CPU without it.
+    delete (m.cpu as unknown as { pageWalker?: unknown }).pageWalker;
     const hw = new HwMonitor(costs, { paging: 'nested', vpid: true });
     hw.attach(m);
     expect(hw.stats()['ept.2d-walk-modelled']).toBe(0);
