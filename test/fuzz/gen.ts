@@ -288,6 +288,31 @@ function drawInstruction(g: Gen): Ins | null {
   const mo = (reg: number, write: boolean, regOk = true, memOk = true, span?: number) =>
     g.modrm(reg, { regOk, memOk, size, write, a16, seg, rm8: w === 0, span: span ?? size });
 
+  if (kind < 6) {
+    // MOV r/m, r; r, r/m; r/m, imm; EAX <-> moffs.
+    const f = g.int(3);
+    if (f === 0) {
+      const dir = g.int(2);
+      const m = mo(w === 0 ? g.int(8) : g.reg(), dir === 0);
+      addPrefixes(true, false);
+      return ins(m.setup, [0x88 | (dir << 1) | w, ...m.bytes], 0, 0, 0);
+    }
+    if (f === 1) {
+      const m = mo(0, true);
+      addPrefixes(true, false);
+      return ins(m.setup, [0xc6 | w, ...m.bytes, ...(w === 0 ? [g.val() & 0xff] : o16 ? u16(g.val()) : u32(g.val()))], 0, 0, 0);
+    }
+    const dir = g.int(2);
+    const s = seg ?? 3;
+    if (s === 1 && dir) return null;
+    addPrefixes(true, false);
+    const off = (g.target(size) - segBase(s)) >>> 0;
+    if (a16) {
+      const o16off = (DATA + g.int(0xfff0) - segBase(s)) & 0xffff;
+      return ins([], [0xa0 | (dir << 1) | w, ...u16(o16off)], 0, 0, 0);
+    }
+    return ins([], [0xa0 | (dir << 1) | w, ...u32(off)], 0, 0, 0);
+  }
   if (kind < 18) {
     // ALU r/m, r and r, r/m: add or adc sbb and sub xor cmp.
     const op = g.int(8);
@@ -645,15 +670,14 @@ export function generate(seed: string, options: GenOptions = {}): Program {
   a.mov(eax, 0x10);
   a.mov(ds, ax); a.mov(es, ax); a.mov(ss, ax); a.mov(fs, ax); a.mov(gs, ax);
   a.mov(esp, DATA + AREA); // temporary stack at the end of the area
-  // Fill the data area with xorshift32 from the seed.
+  // Fill the data area from the seed (an LCG; the high half rotated down for varied bytes).
   a.mov(edi, DATA);
   a.mov(ecx, AREA / 4);
   a.mov(eax, (g.u32() | 1) >>> 0);
   const fill = a.here();
-  a.mov(edx, eax); a.shl(edx, 13); a.xor(eax, edx);
-  a.mov(edx, eax); a.shr(edx, 17); a.xor(eax, edx);
-  a.mov(edx, eax); a.shl(edx, 5); a.xor(eax, edx);
-  a.stosd();
+  a.emit('imul', eax, eax, 1664525); a.add(eax, 1013904223);
+  a.mov(edx, eax); a.emit('ror', edx, 13);
+  a.mov(dword(edi), edx); a.add(edi, 4);
   a.loop(fill);
   // Page tables: identity, 4 KiB pages, first 8 MiB.
   a.mov(edi, PD);
@@ -717,6 +741,25 @@ export function generate(seed: string, options: GenOptions = {}): Program {
       checkpointMasks.push(~undef & 0xffffffff);
       checkpointAfter.push(i);
     }
+  }
+  if (kind === 'fault' && g.chance(0.6)) {
+    // A final instruction that faults: #UD (UD2, LOCK on a register or non-lockable form),
+    // #GP (segment loads), #DE (divide by zero), #BP (INT3, a trap).
+    const f = g.int(6);
+    const bytes = f === 0 ? [0x0f, 0x0b]
+      : f === 1 ? [0xf0, 0x01, 0xc0 | (g.int(8) << 3) | g.reg()]
+      : f === 2 ? [0x0f, 0xff] // UD0
+      : f === 3 ? [0xcc]
+      : f === 4 ? [0x31, 0xc9, 0xf7, 0xf1] // xor ecx, ecx; div ecx
+      : [0x8e, 0xd8 | g.pick([0, 3, 4, 5])]; // mov ds/es/fs/gs... via a selector in EAX
+    if (f === 5) a.db(movImm(0, g.pick([0x40, 0x48, 0x50, 0x7b, 0x08 | 3, 0x38 | 0, 0x44]) | (g.u32() & 0xffff0000)));
+    const l = a.here();
+    a.db(bytes);
+    instrLabels.push([l, count, ARITH & ~undef, false]);
+    instrBytes.push(hex(bytes));
+    a.call(ckpt);
+    checkpointMasks.push(~undef & 0xffffffff);
+    checkpointAfter.push(count);
   }
   a.jmp(finish);
 

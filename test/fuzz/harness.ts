@@ -52,7 +52,14 @@ export function lines(p: Program, bytes: Uint8Array, fromQemu = false): string[]
       const regs = REGS.map((r, k) => (r === 'esp' ? '' : `${r}=${h8(d(at + 4 + 4 * k))}`)).filter(Boolean).join(' ');
       const vec = d(at + 36), eip = d(at + 44), efl = d(at + 52);
       let err = d(at + 40);
-      const where = p.instrAt.get(eip);
+      // A fault inside a multi-instruction case (the POP of a PUSH/POP pair, ENTER's body)
+      // takes the entry of the case it belongs to: the nearest start at or below EIP.
+      let where = p.instrAt.get(eip);
+      if (where === undefined) {
+        let best = -1;
+        for (const k of p.instrAt.keys()) if (k <= eip && k > best && eip - k < 16) best = k;
+        if (best >= 0) where = p.instrAt.get(best);
+      }
       // QEMU reports a read-modify-write of a not-present page as a read (W/R=0); the CPU
       // checks such an access as a write from its first (read) access, as it does for a
       // read-only page, where QEMU too reports W/R=1 (docs/fuzzing.md).

@@ -73,6 +73,6 @@ describe('CPU hooks for monitors', () => {
     expect(m.cpu.monitor).toBeNull();
     expect(m.cpu.table).toBe(HANDLERS);
     expect(mon.stats()).toEqual({});
-    expect(() => createMonitor('full')).toThrow(/unknown mode "full"/);
+    expect(() => createMonitor('vmx')).toThrow(/unknown mode "vmx"/);
   });
 });

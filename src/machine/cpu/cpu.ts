@@ -611,7 +611,8 @@ export class Cpu {
   }
   readRMW16(): number {
     if (this.modrmMod === 3) return this.r16[this.modrmRm << 1]!;
-    if ((this.eaOffset & 0xfff) > 0xffe) { this.rmwPhys = -1; return this.readMemW16(this.eaSeg, this.eaOffset); }
+    // Page crossing is decided on the linear address (segment base included), as for 32 bits.
+    if (((this.segBase[this.eaSeg]! + this.eaOffset) & 0xfff) > 0xffe) { this.rmwPhys = -1; return this.readMemW16(this.eaSeg, this.eaOffset); }
     const phys = this.dataAddr(this.eaSeg, this.eaOffset, 2, true);
     this.rmwPhys = phys;
     return this.mem.read16(phys);

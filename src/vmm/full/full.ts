@@ -486,6 +486,7 @@ export class FullMonitor implements Monitor {
   private calloutDeliver(cpu: Cpu, name: string): void {
     this.bump(`callout:${name}-pending`);
     cpu.charge('callout', this.costs.callout);
+    const fromKernel = this.eventFromKernel;
     this.inEvent++;
     this.eventFromKernel = true;
     try {
@@ -494,6 +495,7 @@ export class FullMonitor implements Monitor {
       if (e !== FAULT) throw e;
     } finally {
       this.inEvent--;
+      this.eventFromKernel = fromKernel;
     }
     if (cpu.cpl === 1 && cpu.stopReason === null) this.enter(cpu);
   }

@@ -25,8 +25,8 @@
  *   later writes exit only when they change a host-owned bit again.
  *
  * Nested paging: with monitor memory above the guest's RAM, `attach` builds the EPT
- * (`nested-paging.ts`) and installs it as the CPU's TLB-miss walker when the CPU has the
- * `pageWalker` hook (proposed in nested-paging.ts; not in cpu.ts yet). Without the hook the
+ * (`nested-paging.ts`) and installs it as the CPU's TLB-miss walker (`Cpu.pageWalker`,
+ * consulted only on a TLB miss). On a CPU object without the hook the
  * CPU walks only the guest's tables and the second-level references are not charged:
  * `stats()` says so with `ept.2d-walk-modelled` 0.
  *
@@ -153,8 +153,8 @@ export class HwMonitor {
     } else if (machine.mem.size > machine.mem.guestSize) {
       this.nested = new NestedPaging(machine.mem, { ntlbEntries: this.costs.nestedWalkCacheEntries ?? 0 }, (x) => this.exit(x));
       this.vmcs.eptp = this.nested.builder.eptp;
-      // The CPU hook this needs (a `pageWalker` field consulted on a TLB miss) is proposed in
-      // nested-paging.ts; until the Cpu declares it, install only where it exists.
+      // `Cpu.pageWalker` (consulted on a TLB miss); install only where it exists, so that a
+      // CPU without it is reported (`ept.2d-walk-modelled` 0) rather than silently wrong.
       const hook = cpu as unknown as { pageWalker?: unknown };
       if ('pageWalker' in hook) { hook.pageWalker = this.nested; this.walkModelled = true; }
     }

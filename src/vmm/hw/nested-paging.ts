@@ -14,12 +14,10 @@
  * the bare machine does (open bus: reads all-ones, writes dropped), and no TLB entry is made,
  * so the next access exits again. A guest page table outside its RAM stops the machine.
  *
- * Wiring (a CPU hook not present yet): `Cpu.translatePaged` calls `this.walk(...)` on a miss;
- * with a `pageWalker: { walk(cpu, lin, access, user, tlb): number; } | null` field chosen at
- * mode set, the miss path becomes `this.pageWalker !== null ? this.pageWalker.walk(this, lin,
- * access, user, tlb) : this.walk(lin, access, user, tlb)` — no cost for native (one test on
- * the miss path only). When `walk` caches a 4 MiB guest page (`largePage` true after it
- * returns), the CPU must set its `largePagesCached` flag as its own walk does.
+ * Wiring: `HwMonitor.attach` sets `Cpu.pageWalker` to this object; `Cpu.translatePaged`
+ * calls its `walk` instead of the CPU's own on a TLB miss (no cost for native: one test on
+ * the miss path only), and sets its `largePagesCached` flag when `largePage` is true after
+ * the walk (a 4 MiB guest page cached as 4 KiB pieces), as its own walk does.
  */
 import { Vec, type Cpu } from '../../machine/cpu/cpu.js';
 import type { PhysicalMemory } from '../../machine/memory.js';

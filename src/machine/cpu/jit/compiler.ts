@@ -85,7 +85,7 @@ function rmw8(c: Cpu, seg: number, off: number): number {
 }
 /** The address half of readRMW16: -1 where readRMW16 takes its split path. */
 function rmw16(c: Cpu, seg: number, off: number): number {
-  if ((off & 0xfff) > 0xffe) return -1;
+  if (((c.segBase[seg]! + off) & 0xfff) > 0xffe) return -1; // linear, as readRMW16
   return c.dataAddr(seg, off, 2, true);
 }
 /** The address half of readRMW32: -1 where readRMW32 takes its split path. */
