@@ -8,6 +8,7 @@ import { loadProfile } from '../../src/profiles/index.js';
 import { toMultibootElf } from '../../src/guest/image-elf.js';
 import type { Program } from './gen.js';
 
+const PROFILE = loadProfile().profile;
 const REGS = ['edi', 'esi', 'ebp', 'esp', 'ebx', 'edx', 'ecx', 'eax'];
 const h8 = (v: number): string => (v >>> 0).toString(16).padStart(8, '0');
 
@@ -15,7 +16,8 @@ export function elfOf(p: Program): Uint8Array { return toMultibootElf(p.image); 
 
 /** The 0xE9 bytes and exit status of `p` on virtlab (the JIT compiling every block at once when `jit`). */
 export function runVirtlab(p: Program, jit: boolean, maxInstructions = 5_000_000): { bytes: Uint8Array; exit: string } {
-  const machine = new Machine({ memoryMiB: 128, profile: loadProfile().profile });
+  // 8 MiB hold everything a program touches (QEMU ran with 128: the programs do not read the memory map).
+  const machine = new Machine({ memoryMiB: 8, profile: PROFILE });
   const out: number[] = [];
   machine.io.registerWrite8(0xe9, (_p, v) => { out.push(v & 0xff); });
   const cpu = machine.cpu;
