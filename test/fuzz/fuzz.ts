@@ -6,6 +6,7 @@
  *   node --import ./scripts/ts-register.mjs test/fuzz/fuzz.ts campaign FROM COUNT [--every]
  *   node --import ./scripts/ts-register.mjs test/fuzz/fuzz.ts show SEED   (side by side, checkpoint after every instruction)
  *   node --import ./scripts/ts-register.mjs test/fuzz/fuzz.ts record FROM COUNT   (writes corpus.json)
+ *   node --import ./scripts/ts-register.mjs test/fuzz/fuzz.ts prefix SEED N  (the program cut after N instructions)
  *
  * QEMU's raw outputs are cached in scratch/fuzz-qemu/ (keyed by the ELF's sha256).
  */
@@ -74,12 +75,10 @@ const REGRESSIONS = ['1399'];
 
 const [cmd, a1, a2] = process.argv.slice(2);
 if (cmd === 'prefix') {
-  for (let n = 1; n <= Number(a2); n++) {
-    const s = await check(a1!, { count: n });
-    if (n === Number(a2)) { console.log(s.q.join('\n')); console.log(s.v.join('\n')); }
-  }
-}
-if (cmd === 'campaign') {
+  // The program of SEED cut after N random instructions (same prefix): QEMU's and virtlab's lines.
+  const s = await check(a1!, { count: Number(a2) });
+  console.log(s.q.join('\n')); console.log('--- virtlab'); console.log(s.v.join('\n'));
+} else if (cmd === 'campaign') {
   const from = Number(a1 ?? 0), count = Number(a2 ?? 50);
   const seeds = Array.from({ length: count }, (_, k) => String(from + k));
   let bad = 0, jbad = 0;
