@@ -832,8 +832,6 @@ export class Cpu {
   }
 
   private runBlock(target: number): void {
-    const handlers = this.table;
-    const cost = this.cost.base;
     let lookJit = true;
     while (this.instructions < target) {
       // Compiled code runs whole instructions and stops where the checks below would fire.
@@ -847,37 +845,7 @@ export class Cpu {
         }
         lookJit = r === JitRun.Again;
       }
-      // ---- decode prefixes ----
-      this.instrStart = this.eip;
-      let os = this.cs32, as = this.cs32;
-      this.segOverride = -1;
-      this.rep = 0;
-      this.lock = false;
-      let op = this.fetch8();
-      prefixes: for (;;) {
-        switch (op) {
-          case 0x66: os = !this.cs32; break;
-          case 0x67: as = !this.cs32; break;
-          case 0x26: this.segOverride = ES; break;
-          case 0x2e: this.segOverride = CS; break;
-          case 0x36: this.segOverride = SS; break;
-          case 0x3e: this.segOverride = DS; break;
-          case 0x64: this.segOverride = FS; break;
-          case 0x65: this.segOverride = GS; break;
-          case 0xf0: this.lock = true; break;
-          case 0xf2: case 0xf3: this.rep = op; break;
-          default: break prefixes;
-        }
-        if (((this.eip - this.instrStart) >>> 0) >= 15) this.raise(Vec.GP, 0);
-        op = this.fetch8();
-      }
-      if (op === 0x0f) op = 0x100 | this.fetch8();
-      this.opsize32 = os;
-      this.addrsize32 = as;
-      const idx = os ? op | 0x200 : op;
-      this.cycles += cost[idx]!;
-      handlers[idx]!(this);
-      this.instructions++;
+      const idx = this.stepInstruction();
       if (LOOK_AFTER[idx] !== 0) lookJit = true;
       if (this.attention !== 0 || this.cycles >= this.nextEventCycle) {
         lookJit = true;
@@ -1014,9 +982,10 @@ export class Cpu {
    * Executes exactly one instruction at EIP through the interpreter (no JIT, no interrupt
    * or event checks afterwards); a fault propagates as FAULT with `eip` not yet reset. For
    * monitors that emulate an instruction with the CPU's own handlers (e.g. a write to a
-   * write-protected guest page table, done under a temporary writable mapping).
+   * write-protected guest page table, done under a temporary writable mapping). The run
+   * loop uses it too: there is one decode path. Returns the handler index it ran.
    */
-  stepInstruction(): void {
+  stepInstruction(): number {
     this.instrStart = this.eip;
     let os = this.cs32, as = this.cs32;
     this.segOverride = -1;
@@ -1047,6 +1016,7 @@ export class Cpu {
     this.cycles += this.cost.base[idx]!;
     this.table[idx]!(this);
     this.instructions++;
+    return idx;
   }
 
   /** Drops the instruction-fetch window (after a monitor changes mappings or CS). */
