@@ -1,47 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { Cpu, CS, EAX, EBX, ECX, ESP, SS } from '../../src/machine/cpu/cpu.js';
+import { CS, EAX, EBX, ECX, ESP, SS } from '../../src/machine/cpu/cpu.js';
 import { unitCostTable, type CostTable } from '../../src/machine/cpu/cost-table.js';
 import { CF, OF, PF, SF, ZF } from '../../src/machine/cpu/flags.js';
-import { PhysicalMemory } from '../../src/machine/memory.js';
-import { PortBus } from '../../src/machine/port-bus.js';
-import { Tlb } from '../../src/machine/tlb.js';
-
-// ---- real mode code at 0100:0000 (linear 0x1000), stack 0000:8000 ----
-const CODE = 0x1000;
-const HANDLERS = 0x600;
-
-function machine(cost: CostTable = unitCostTable()): Cpu {
-  const tlb = new Tlb({ sets: 16, ways: 4 });
-  return new Cpu(new PhysicalMemory(1 << 20), new PortBus(), cost, { itlb: tlb, dtlb: tlb });
-}
-
-function real(bytes: number[], cost?: CostTable): Cpu {
-  const cpu = machine(cost);
-  for (let v = 0; v < 32; v++) {
-    cpu.mem.write16(v * 4, HANDLERS + v * 4);
-    cpu.mem.write16(v * 4 + 2, 0);
-    cpu.mem.write16(HANDLERS + v * 4, 0xfeeb);
-  }
-  cpu.loadRealSegment(CS, CODE >> 4);
-  cpu.eip = 0;
-  cpu.r16[ESP << 1] = 0x8000;
-  cpu.mem.u8.set(bytes, CODE);
-  return cpu;
-}
-
-function flat(bytes: number[]): Cpu {
-  const cpu = machine();
-  cpu.resetFlat32(CODE);
-  cpu.r32[ESP] = 0x8000;
-  cpu.mem.u8.set(bytes, CODE);
-  return cpu;
-}
-
-function vectorTaken(cpu: Cpu): number {
-  if (cpu.segSel[CS] !== 0 || cpu.eip < HANDLERS || cpu.eip >= HANDLERS + 128) return -1;
-  return (cpu.eip - HANDLERS) >> 2;
-}
+import { CODE, flat, real, vectorTaken } from './fixture.js';
 
 /** The SDM's condition table, written out independently of conditions.ts. */
 function reference(cc: number, f: number): boolean {

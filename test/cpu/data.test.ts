@@ -1,50 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { Cpu, CS, DS, EAX, EBP, EBX, ECX, EDI, EDX, ES, ESI, ESP, FS, GS, SS } from '../../src/machine/cpu/cpu.js';
-import { unitCostTable } from '../../src/machine/cpu/cost-table.js';
+import { DS, EAX, EBP, EBX, ECX, EDI, EDX, ES, ESI, ESP, FS, GS, SS } from '../../src/machine/cpu/cpu.js';
 import { AC, CF, IF, IOPL, OF, RF, TF, VM, ZF } from '../../src/machine/cpu/flags.js';
-import { PhysicalMemory } from '../../src/machine/memory.js';
-import { PortBus } from '../../src/machine/port-bus.js';
-import { Tlb } from '../../src/machine/tlb.js';
-
-// ---- a tiny machine: real mode code at 0100:0000 (linear 0x1000), stack 0000:8000 ----
-const CODE = 0x1000;
-/** Real-mode exception handlers: vector v lands at 0000:(HANDLERS + 4v), a `JMP $` loop. */
-const HANDLERS = 0x600;
-
-function machine(): Cpu {
-  const tlb = new Tlb({ sets: 16, ways: 4 });
-  return new Cpu(new PhysicalMemory(1 << 20), new PortBus(), unitCostTable(), { itlb: tlb, dtlb: tlb });
-}
-
-function real(bytes: number[]): Cpu {
-  const cpu = machine();
-  for (let v = 0; v < 32; v++) {
-    cpu.mem.write16(v * 4, HANDLERS + v * 4);
-    cpu.mem.write16(v * 4 + 2, 0);
-    cpu.mem.write16(HANDLERS + v * 4, 0xfeeb);
-  }
-  cpu.loadRealSegment(CS, CODE >> 4);
-  cpu.eip = 0;
-  cpu.r16[ESP << 1] = 0x8000;
-  cpu.mem.u8.set(bytes, CODE);
-  return cpu;
-}
-
-/** 32-bit flat protected mode (paging off), code at 0x1000, ESP = 0x8000. */
-function flat(bytes: number[]): Cpu {
-  const cpu = machine();
-  cpu.resetFlat32(CODE);
-  cpu.r32[ESP] = 0x8000;
-  cpu.mem.u8.set(bytes, CODE);
-  return cpu;
-}
-
-/** The vector of the exception a real-mode test machine took, or -1. */
-function vectorTaken(cpu: Cpu): number {
-  if (cpu.segSel[CS] !== 0 || cpu.eip < HANDLERS || cpu.eip >= HANDLERS + 128) return -1;
-  return (cpu.eip - HANDLERS) >> 2;
-}
+import { CODE, flat, real, vectorTaken } from './fixture.js';
 
 const u32 = fc.integer({ min: 0, max: 0xffffffff });
 const u16 = fc.integer({ min: 0, max: 0xffff });
