@@ -33,6 +33,7 @@ const BENCHES: Bench[] = [
   { label: 'syscall', workload: 'syscall', params: {}, lo: 200, hi: 1200 },
   { label: 'in', workload: 'in', params: {}, lo: 200, hi: 1200 },
   { label: 'cr8wr', workload: 'cr8wr', params: {}, lo: 200, hi: 1200 },
+  { label: 'cr8wr-cli', workload: 'cr8wr', params: { via: 'cli' }, lo: 200, hi: 1200 },
   { label: 'callret', workload: 'callret', params: {}, lo: 1000, hi: 11000 },
   { label: 'pgfault', workload: 'pgfault', params: {}, lo: 100, hi: 500 },
   { label: 'divzero', workload: 'divzero', params: {}, lo: 200, hi: 1200 },
@@ -117,6 +118,9 @@ interface Cell {
   config: string;
   cyclesPerOp: number;
   ratio: number;
+  /** Marginal cycles per op: (total(hi) - total(lo)) / (hi - lo), free of boot and fixed costs. */
+  marginal: number;
+  marginalRatio: number;
   /** Per-op cycles by category, from the two-run difference, largest first. */
   perOp: [string, number][];
   /** Per-op counts of events by category (same difference). */
@@ -142,7 +146,11 @@ async function main(): Promise<void> {
     for (const c of CONFIGS) {
       const lo = get(b, c, b.lo);
       const hi = get(b, c, b.hi);
-      const nat = get(b, CONFIGS.find((x) => x.profile === c.profile && x.args[1] === 'native')!, b.hi);
+      const natCfg = CONFIGS.find((x) => x.profile === c.profile && x.args[1] === 'native')!;
+      const nat = get(b, natCfg, b.hi);
+      const natLo = get(b, natCfg, b.lo);
+      const marginal = (hi.cycles - lo.cycles) / (hi.ops - lo.ops);
+      const natMarginal = (nat.cycles - natLo.cycles) / (nat.ops - natLo.ops);
       if (hi.checksum !== nat.checksum) checksumMismatch.push(`${b.label} ${c.label}`);
       const d = hi.ops - lo.ops;
       const perOp: [string, number][] = [];
@@ -160,6 +168,8 @@ async function main(): Promise<void> {
         config: c.label,
         cyclesPerOp: hi.cyclesPerOp,
         ratio: hi.cyclesPerOp / nat.cyclesPerOp,
+        marginal,
+        marginalRatio: marginal / natMarginal,
         perOp,
         countsPerOp,
       });
@@ -167,7 +177,7 @@ async function main(): Promise<void> {
   }
 
   const cell = (b: string, c: string): Cell => cells.find((x) => x.bench === b && x.config === c)!;
-  const w = 12;
+  const w = 13;
   const pad = (s: string, n = w): string => s.padStart(n);
   console.log('cycles per op (workload RDTSC, n = hi) and ratio to native on the same profile\n');
   console.log(pad('', 14) + BENCHES.map((b) => pad(b.label)).join(''));
@@ -177,6 +187,18 @@ async function main(): Promise<void> {
         BENCHES.map((b) => {
           const x = cell(b.label, c.label);
           return pad(c.args[1] === 'native' ? String(x.cyclesPerOp) : `${x.cyclesPerOp} ${x.ratio.toFixed(2)}x`);
+        }).join(''),
+    );
+  }
+  console.log('\nmarginal cycles per op ((total(hi) - total(lo)) / (hi - lo): no boot, no fixed costs) and ratio to native\n');
+  console.log(pad('', 14) + BENCHES.map((b) => pad(b.label)).join(''));
+  for (const c of CONFIGS) {
+    console.log(
+      c.label.padEnd(14) +
+        BENCHES.map((b) => {
+          const x = cell(b.label, c.label);
+          const m = Math.round(x.marginal);
+          return pad(c.args[1] === 'native' ? String(m) : `${m} ${x.marginalRatio.toFixed(2)}x`);
         }).join(''),
     );
   }
