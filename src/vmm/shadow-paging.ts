@@ -96,6 +96,22 @@ const MAX_SPACES = 64;
 /** Shadow page tables for one CPU. */
 export class ShadowPaging {
   readonly stats: ShadowStats = { hiddenFaults: 0, traceFaults: 0, syncDrops: 0, guestFaults: 0, invlpg: 0, cr3Switches: 0, spacesBuilt: 0, cacheFlushes: 0, unshadowed: 0 };
+
+  /** The counters as run-record entries (`shadow.<name>`), in a fixed order: every monitor that shadows reports them alike. */
+  statsRecord(): Record<string, number> {
+    const s = this.stats;
+    return {
+      'shadow.hidden-faults': s.hiddenFaults,
+      'shadow.trace-faults': s.traceFaults,
+      'shadow.sync-drops': s.syncDrops,
+      'shadow.guest-faults': s.guestFaults,
+      'shadow.invlpg': s.invlpg,
+      'shadow.cr3-switches': s.cr3Switches,
+      'shadow.spaces-built': s.spacesBuilt,
+      'shadow.cache-flushes': s.cacheFlushes,
+      'shadow.unshadowed': s.unshadowed,
+    };
+  }
   /** Error code for the guest after `FaultOutcome.Guest`. */
   guestCode = 0;
   /** Cached spaces in load order (most recent last). */

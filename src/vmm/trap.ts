@@ -165,16 +165,7 @@ export class TrapMonitor implements Monitor {
   stats(): MonitorStats {
     const out: Record<string, number> = {};
     for (const k of [...this.counts.keys()].sort()) out[k] = this.counts.get(k)!;
-    const s = this.shadow.stats;
-    out['shadow.hidden-faults'] = s.hiddenFaults;
-    out['shadow.trace-faults'] = s.traceFaults;
-    out['shadow.sync-drops'] = s.syncDrops;
-    out['shadow.guest-faults'] = s.guestFaults;
-    out['shadow.invlpg'] = s.invlpg;
-    out['shadow.cr3-switches'] = s.cr3Switches;
-    out['shadow.spaces-built'] = s.spacesBuilt;
-    out['shadow.cache-flushes'] = s.cacheFlushes;
-    out['shadow.unshadowed'] = s.unshadowed;
+    Object.assign(out, this.shadow.statsRecord());
     return out;
   }
 

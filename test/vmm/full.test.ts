@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { main } from '../../src/cli/main.js';
+import { virtlab } from '../cli/in-process.js';
 import { Machine, type RunOutcome } from '../../src/machine/machine.js';
 import { loadProfile, toVmmCosts } from '../../src/profiles/index.js';
 import { FullMonitor, FULL_MONITOR_MIB, fullCosts } from '../../src/vmm/full/full.js';
@@ -134,15 +134,6 @@ describe('full: costs from the profile', () => {
 });
 
 const dir = mkdtempSync(join(tmpdir(), 'vl-full-'));
-function virtlab(...args: string[]): { status: number; stdout: string; stderr: string } {
-  const out: Buffer[] = [];
-  let err = '';
-  const status = main(args, {
-    stdout: (b) => { out.push(Buffer.from(typeof b === 'string' ? Buffer.from(b) : b)); },
-    stderr: (t) => { err += t; },
-  });
-  return { status, stdout: Buffer.concat(out).toString('latin1'), stderr: err };
-}
 
 describe('virtlab exec --mode full: the workloads give native\'s checksums', () => {
   it('is a registered mode with monitor memory', () => {

@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { main } from '../../src/cli/main.js';
+import { virtlab } from '../cli/in-process.js';
 import { Machine, type RunOutcome } from '../../src/machine/machine.js';
 import { DEFAULT_VMM_PROFILE, loadProfile, toVmmCosts } from '../../src/profiles/index.js';
 import { ExitReason } from '../../src/vmm/hw/exit-reasons.js';
@@ -18,15 +18,6 @@ import { describeExit, GUEST_MEMORY_MIB, lineDiff, qemuStatusOf, readExpected, r
 
 const dir = mkdtempSync(join(tmpdir(), 'vl-hw-'));
 
-function virtlab(...args: string[]): { status: number; stdout: string; stderr: string } {
-  const out: Buffer[] = [];
-  let err = '';
-  const status = main(args, {
-    stdout: (b) => { out.push(Buffer.from(typeof b === 'string' ? Buffer.from(b) : b)); },
-    stderr: (t) => { err += t; },
-  });
-  return { status, stdout: Buffer.concat(out).toString('latin1'), stderr: err };
-}
 
 interface Cat { cycles: number; count: number }
 interface Rec {

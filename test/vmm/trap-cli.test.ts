@@ -3,21 +3,12 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { main } from '../../src/cli/main.js';
+import { virtlab } from '../cli/in-process.js';
 import { MONITOR_MODES } from '../../src/vmm/index.js';
 import { readExpected, GUESTS } from '../e2e/guest-harness.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'vl-trap-'));
 
-function virtlab(...args: string[]): { status: number; stdout: string; stderr: string } {
-  const out: Buffer[] = [];
-  let err = '';
-  const status = main(args, {
-    stdout: (b) => { out.push(Buffer.from(typeof b === 'string' ? Buffer.from(b) : b)); },
-    stderr: (t) => { err += t; },
-  });
-  return { status, stdout: Buffer.concat(out).toString('latin1'), stderr: err };
-}
 
 describe('virtlab exec --mode', () => {
   it('runs a guest under trap with the same output and records the mode and the monitor counters', () => {

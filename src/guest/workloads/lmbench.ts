@@ -8,7 +8,7 @@ import { DEFAULT_PEER_MAC } from '../../machine/devices/nic.js';
 import { eax, ebp, ebx, ecx, edi, edx, esi, dword, type Label } from '../../x86/operands.js';
 import { MAX_PROCS, MMAP_BASE, SYS, USER_STACK_BOTTOM } from '../kernel/layout.js';
 import { NPIPE } from '../kernel/pipes.js';
-import { emitTouchFresh, wlProgram } from './nano.js';
+import { emitGetpidLoop, emitTouchFresh, wlProgram } from './nano.js';
 import { int, oneOf, type ParamValues, type WorkloadBuild, type WorkloadDef } from './registry.js';
 import type { Wl } from './runtime.js';
 
@@ -50,19 +50,7 @@ export const LMBENCH: readonly WorkloadDef[] = [
     name: 'null-call', group: 'lmbench',
     description: 'lmbench null call: getpid through the C library path (vDSO SYSENTER by default)',
     params: { n: int('calls timed', 10_000, 1, 10_000_000), path },
-    build: (p) => one('null-call', (w) => {
-      const a = w.a, n = p.n as number;
-      w.tscStart();
-      a.mov(esi, n); a.xor(edi, edi);
-      const loop = a.here();
-      w.u.sys(SYS.getpid);
-      a.add(edi, eax);
-      a.dec(esi); a.jnz(loop);
-      w.tscStop();
-      w.report('null-call', n);
-      w.mix(edi);
-      w.finishOk();
-    }, 5_000_000 + (p.n as number) * 400, p.path as 'int80' | 'sysenter'),
+    build: (p) => one('null-call', (w) => emitGetpidLoop(w, 'null-call', p.n as number), 5_000_000 + (p.n as number) * 400, p.path as 'int80' | 'sysenter'),
   },
   {
     name: 'null-io', group: 'lmbench',

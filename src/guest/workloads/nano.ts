@@ -35,6 +35,24 @@ function kernelBench(w: Wl, report: string, op: number, n: number): void {
   w.report(report, n);
 }
 
+/**
+ * The timed null-system-call loop (getpid n times, results summed into the checksum) that
+ * both the ASPLOS `syscall` nanobenchmark and lmbench's null call measure.
+ */
+export function emitGetpidLoop(w: Wl, report: string, n: number): void {
+  const a = w.a;
+  w.tscStart();
+  a.mov(esi, n); a.xor(edi, edi);
+  const loop = a.here();
+  w.u.sys(SYS.getpid);
+  a.add(edi, eax);
+  a.dec(esi); a.jnz(loop);
+  w.tscStop();
+  w.report(report, n);
+  w.mix(edi);
+  w.finishOk();
+}
+
 function single(name: string, p: ParamValues, body: (w: Wl) => void, perOp: number, syscalls?: 'int80' | 'sysenter') {
   const prog = `nano-${name}`;
   return { programs: [wlProgram(prog, body, syscalls)], init: prog, machine: {}, maxInstructions: budget(p.n as number, perOp) };
@@ -85,19 +103,7 @@ export const NANO: readonly WorkloadDef[] = [
     name: 'syscall', group: 'nano',
     description: 'null system call (getpid) round trip from user mode, int 0x80 or SYSENTER',
     params: { n: N(10_000), path: oneOf('system-call entry path', 'int80', ['int80', 'sysenter']) },
-    build: (p) => single('syscall', p, (w) => {
-      const a = w.a, n = p.n as number;
-      w.tscStart();
-      a.mov(esi, n); a.xor(edi, edi);
-      const loop = a.here();
-      w.u.sys(SYS.getpid);
-      a.add(edi, eax);
-      a.dec(esi); a.jnz(loop);
-      w.tscStop();
-      w.report('syscall', n);
-      w.mix(edi);
-      w.finishOk();
-    }, 400, p.path as 'int80' | 'sysenter'),
+    build: (p) => single('syscall', p, (w) => emitGetpidLoop(w, 'syscall', p.n as number), 400, p.path as 'int80' | 'sysenter'),
   },
   {
     name: 'in', group: 'nano',

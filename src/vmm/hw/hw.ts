@@ -179,17 +179,7 @@ export class HwMonitor {
       out['ept.ntlb-hits'] = e.ntlbHits;
       out['ept.violations'] = this.nested.violations;
     }
-    if (this.shadow !== null) {
-      const s = this.shadow.stats;
-      out['shadow.hidden-faults'] = s.hiddenFaults;
-      out['shadow.trace-faults'] = s.traceFaults;
-      out['shadow.guest-faults'] = s.guestFaults;
-      out['shadow.sync-drops'] = s.syncDrops;
-      out['shadow.invlpg'] = s.invlpg;
-      out['shadow.cr3-switches'] = s.cr3Switches;
-      out['shadow.spaces-built'] = s.spacesBuilt;
-      out['shadow.cache-flushes'] = s.cacheFlushes;
-    }
+    if (this.shadow !== null) Object.assign(out, this.shadow.statsRecord());
     return out;
   }
 
