@@ -1,13 +1,12 @@
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { ImageError, isElf, parseElf32 } from '../guest/elf.js';
-import { Machine, type RunOutcome } from '../machine/machine.js';
+import { ImageError } from '../guest/elf.js';
 import { loadProfile, DEFAULT_PROFILE, DEFAULT_VMM_PROFILE } from '../profiles/index.js';
-import { buildRunRecord, serializeRunRecord, writeFileAtomic } from './run-record.js';
+import { serializeRunRecord, writeFileAtomic } from '../trace/run-record.js';
+import { runGuest } from '../trace/run-guest.js';
 import { UsageError } from './errors.js';
 import { WORKLOAD_PREFIX, workloadForExec, type ExecWorkload } from './workloads.js';
-import { createMonitor, HW_DEFAULTS, MONITOR_MODES, monitorMemoryMiB, type Monitor, type MonitorMode } from '../vmm/index.js';
+import { createMonitor, HW_DEFAULTS, MONITOR_MODES, type MonitorMode } from '../vmm/index.js';
 
 export const EXEC_USAGE = `usage: virtlab exec <image> [options]
        virtlab exec workload:NAME [--param k=v ...] [options]
@@ -44,34 +43,13 @@ exit status:
   4                      the guest halted with interrupts disabled, or asked for a reset
 `;
 
-/** Exit statuses of `virtlab exec` other than the guest's own. */
-export const STATUS_ERROR = 2;
-export const STATUS_LIMIT = 124; // even (the exit device only gives odd statuses), as timeout(1) uses
-export const STATUS_STOPPED = 4;
+export { STATUS_ERROR, STATUS_LIMIT, STATUS_STOPPED, statusFor } from '../trace/exit-status.js';
 
 function parseNumber(flag: string, text: string, min: number, max: number): number {
   const t = text.replace(/_/g, '');
   const v = /^0x[0-9a-f]+$/i.test(t) ? parseInt(t, 16) : /^[0-9]+$/.test(t) ? Number(t) : /^[0-9.]+e[0-9]+$/i.test(t) ? Number(t) : NaN;
   if (!Number.isSafeInteger(v) || v < min || v > max) throw new UsageError(`${flag}: expected an integer in ${min}..${max}, got "${text}"`);
   return v;
-}
-
-function hex(v: number): string {
-  return '0x' + (v >>> 0).toString(16).padStart(8, '0');
-}
-
-/** The process exit status for an outcome, and the one-line message for stderr (or null). */
-export function statusFor(o: RunOutcome): { status: number; message: string | null } {
-  const e = o.exit;
-  switch (e.reason) {
-    case 'exit-device': return { status: e.code & 0xff, message: null };
-    case 'triple-fault': return { status: STATUS_ERROR, message: `triple fault (the guest's outcome): ${e.detail}` };
-    case 'unsupported':
-      return { status: STATUS_ERROR, message: `unsupported instruction at ${hex(e.address)}: ${e.disassembly} (bytes ${e.bytes}): ${e.detail}` };
-    case 'instruction-limit': return { status: STATUS_LIMIT, message: e.detail };
-    case 'halt': return { status: STATUS_STOPPED, message: `guest halted: ${e.detail}` };
-    case 'shutdown': return { status: STATUS_STOPPED, message: `guest shut down: ${e.detail}` };
-  }
 }
 
 function readImage(path: string): Uint8Array {
@@ -147,56 +125,32 @@ export function execCommand(argv: string[], out: { stdout: (b: Uint8Array) => vo
   if (vpidText !== 'on' && vpidText !== 'off') throw new UsageError(`--vpid: expected on or off, got "${vpidText}"`);
   const vpid = vpidText === 'on';
   const loaded = loadProfile(values.profile ?? (mode === 'hw' ? DEFAULT_VMM_PROFILE : DEFAULT_PROFILE));
-  // Built before the machine so that a profile without the figures or features fails fast.
-  let monitor: Monitor;
+  // Checked before the image is read so that a profile without the figures or features fails fast.
   try {
-    monitor = createMonitor(mode, { profile: loaded.profile, paging, vpid });
+    createMonitor(mode, { profile: loaded.profile, paging, vpid });
   } catch (e) {
     if (e instanceof RangeError) throw new UsageError(e.message);
     throw e;
   }
   const bytes = workload ? workload.bytes : readImage(imagePath);
   if (mode !== 'native' && flat !== undefined && values['real-mode']) throw new UsageError(`--mode ${mode} needs a protected-mode start (not --real-mode)`);
-  const machine = new Machine({ memoryMiB, profile: loaded.profile, disk: workload?.machine.disk, nic: workload?.machine.nic, monitorMiB: monitorMemoryMiB(mode, memoryMiB, paging) });
-  if (flat !== undefined) {
-    machine.loadFlat(bytes, imagePath, { loadAddress: flat, entry, mode: values['real-mode'] ? 'real' : 'protected32' });
-  } else {
-    try {
-      machine.loadMultiboot(bytes, imagePath, values.cmdline ?? '');
-    } catch (e) {
-      if (e instanceof ImageError && e.detail.startsWith('no multiboot header')) {
-        // A more useful message when the file is not what a Multiboot loader can take at all.
-        if (isElf(bytes)) parseElf32(bytes, imagePath);
-        else throw new ImageError(imagePath, 'not an ELF file and no multiboot header in the first 8192 bytes (a raw binary needs --flat ADDR)');
-      }
-      throw e;
-    }
-  }
-  monitor.attach(machine);
-  machine.console.listener = (chunk) => out.stdout(chunk);
-  const outcome = machine.run({
+  const run = runGuest({
+    image: { bytes, path: imagePath },
+    flat: flat !== undefined ? { loadAddress: flat, entry, mode: values['real-mode'] ? 'real' : 'protected32' } : undefined,
+    cmdline: values.cmdline ?? '',
+    memoryMiB,
+    devices: workload?.machine,
+    mode,
+    modeOptions: { paging, vpid },
+    profile: loaded,
     maxInstructions,
     sliceInstructions: values.progress ? 10_000_000 : 1_000_000,
     onProgress: values.progress ? (p) => out.stderr(`virtlab: ${p.instructions} instructions, ${p.cycles} cycles\n`) : undefined,
+    onConsole: (chunk) => out.stdout(chunk),
   });
-  const { status, message } = statusFor(outcome);
+  const { status, message, record } = run;
   if (message !== null) out.stderr(`virtlab: ${imagePath}: ${message}\n`);
   if (values.json !== undefined) {
-    const record = buildRunRecord({
-      imagePath,
-      imageSha256: createHash('sha256').update(bytes).digest('hex'),
-      format: flat !== undefined ? 'flat' : 'multiboot',
-      profileName: loaded.name,
-      profileSha256: loaded.sha256,
-      memoryMiB,
-      cpuHz: loaded.profile.cpu.frequencyHz.value,
-      maxInstructions,
-      outcome,
-      exitStatus: status,
-      mode,
-      monitor: monitor.stats(),
-      modeOptions: mode === 'hw' ? { paging, vpid: vpidText } : undefined,
-    });
     try {
       writeFileAtomic(values.json, serializeRunRecord(record));
     } catch (e) {
