@@ -93,10 +93,11 @@ describe('built-in profiles of five CPU generations', () => {
 });
 
 describe('relations across generations (only where the sources say so)', () => {
-  it('the VM exit + entry round trip falls from the Pentium 4 to Skylake (Adams & Agesen 2006; Agesen et al. 2012, Fig. 1)', () => {
+  it('the VM exit + entry round trip falls from the Pentium 4 to Skylake (order: VMware performance blog 2009, Agesen et al. 2012, Fig. 1)', () => {
     const intel = ['p4-2005', 'core2-2008', 'nehalem-2009', 'skylake-2015'].map((id) => toVmmCosts(v2(id)).roundTrip);
     for (let i = 1; i < intel.length; i++) expect(intel[i]).toBeLessThan(intel[i - 1]!);
-    // The P4 figure is Adams & Agesen's measured 2409-cycle round trip.
+    // The P4 figure is the 2409-cycle round trip attributed to Adams & Agesen 2006, §6;
+    // unverified (src/profiles/README.md): kept so that a change to it is deliberate.
     expect(intel[0]).toBe(2409);
   });
 
