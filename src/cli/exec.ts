@@ -23,7 +23,11 @@ options:
                          ${DEFAULT_VMM_PROFILE} with --mode hw)
   --mode MODE            execution mode: ${MONITOR_MODES.join(', ')} (default native; trap: naive
                          trap-and-emulate, the kernel in ring 1 on shadow page tables; hw:
-                         VT-x style hardware-assisted virtualization)
+                         VT-x style hardware-assisted virtualization; pv: Xen-style
+                         paravirtualization, the kernel's pv-op sites patched to hypercalls,
+                         direct paging; needs a paravirtualized image such as the virtlab
+                         kernel, and charges the profile's paravirtualization figures
+                         (core2-2008's, marked provisional, for a profile without them))
   --paging nested|shadow with --mode hw: EPT (default nested) or shadow page tables
   --vpid on|off          with --mode hw: VPID-tagged TLB (default on; off flushes at every exit and entry)
   --json FILE            write the run record (virtlab.run/1) to FILE, atomically

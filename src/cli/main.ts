@@ -10,6 +10,9 @@ import { buildGuestCommand } from './build-guest.js';
 import { STATUS_ERROR, execCommand } from './exec.js';
 import { workloadsCommand } from './workloads.js';
 import { profilesCommand } from './profiles.js';
+import { recordCommand } from './record.js';
+import { replayCommand } from './replay.js';
+import { inspectCommand } from './inspect.js';
 
 const HELP = `usage: virtlab <command> [options]
 
@@ -18,6 +21,11 @@ commands:
   build-guest <module.ts|NAME> build a guest image (.vlg) and/or a Multiboot ELF
   workloads                    list the workload suite (run one: exec workload:NAME --param k=v)
   profiles [show ID]           list the CPU cost profiles, or print one's figures with their sources
+  record <image> -o FILE       run a guest natively and write its trace (inputs, control flow, checkpoints)
+  replay FILE --mode MODE      re-execute a trace under a mode, every input from the trace
+  inspect FILE                 a trace's header, chunks, event counts and checksum integrity
+  experiment <scenario.json>   run an experiment (workloads x modes x profiles) and write its report
+  report <dir>                 re-render an experiment's report from its stored results
 
 Run "virtlab <command> --help" for a command's options.
 `;
@@ -52,14 +60,20 @@ export function main(argv: string[], io: CliIo = processIo): number {
         return workloadsCommand(rest, { stdout: (s) => io.stdout(s) });
       case 'profiles':
         return profilesCommand(rest, { stdout: (s) => io.stdout(s) });
+      case 'record':
+        return recordCommand(rest, { stdout, stderr, help: (s) => io.stdout(s) });
+      case 'replay':
+        return replayCommand(rest, { stdout, stderr, help: (s) => io.stdout(s) });
+      case 'inspect':
+        return inspectCommand(rest, { stdout: (s) => io.stdout(s), stderr });
       default:
-        stderr(`virtlab: unknown command "${cmd}" (commands: exec, build-guest, workloads, profiles; see virtlab --help)\n`);
+        stderr(`virtlab: unknown command "${cmd}" (commands: exec, build-guest, workloads, profiles, record, replay, inspect; see virtlab --help)\n`);
         return STATUS_ERROR;
     }
   } catch (e) {
     if (e instanceof UsageError || e instanceof ImageError || e instanceof ProfileError) {
       stderr(`virtlab: ${e.message}\n`);
-      if (e instanceof UsageError && cmd === 'exec') stderr('(see virtlab exec --help)\n');
+      if (e instanceof UsageError && (cmd === 'exec' || cmd === 'record' || cmd === 'replay')) stderr(`(see virtlab ${cmd} --help)\n`);
       return STATUS_ERROR;
     }
     stderr(`virtlab: internal error: ${e instanceof Error ? e.message : String(e)}\n`);
@@ -83,6 +97,18 @@ function isEntry(): boolean {
 export async function mainAsync(argv: string[], io: CliIo = processIo): Promise<number> {
   if (argv[0] === 'build-guest') {
     return buildGuestCommand(argv.slice(1), { stdout: (s) => io.stdout(s), stderr: (s) => io.stderr(s) });
+  }
+  if (argv[0] === 'experiment' || argv[0] === 'report') {
+    // Loaded on demand: the analysis stack (vega, arquero, resvg) would slow every other command.
+    const cmdIo = { stdout: (s: string) => io.stdout(s), stderr: (s: string) => io.stderr(s) };
+    try {
+      if (argv[0] === 'experiment') return await (await import('./experiment.js')).experimentCommand(argv.slice(1), cmdIo);
+      return await (await import('./report.js')).reportCommand(argv.slice(1), cmdIo);
+    } catch (e) {
+      io.stderr(`virtlab: internal error: ${e instanceof Error ? e.message : String(e)}\n`);
+      if (process.env.VIRTLAB_DEBUG) io.stderr(`${e instanceof Error ? e.stack : ''}\n`);
+      return 70;
+    }
   }
   return main(argv, io);
 }

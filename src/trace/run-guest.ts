@@ -56,6 +56,25 @@ export interface GuestRun {
  * ImageError for an image that cannot be loaded.
  */
 export function runGuest(spec: GuestRunSpec): GuestRun {
+  const prepared = prepareGuest(spec);
+  const outcome = prepared.machine.run({ maxInstructions: spec.maxInstructions, sliceInstructions: spec.sliceInstructions, onProgress: spec.onProgress });
+  return finishGuestRun(spec, prepared, outcome);
+}
+
+/** A machine built, loaded and taken over by its monitor, not yet run (`runGuest`'s first half). */
+export interface PreparedGuest {
+  readonly machine: Machine;
+  readonly monitor: Monitor;
+  readonly memoryMiB: number;
+  readonly paging: 'nested' | 'shadow';
+  readonly vpid: boolean;
+}
+
+/**
+ * Builds the machine and the monitor and loads the image, as `runGuest` does, without running
+ * it: for the trace recorder and replayer, which run it their own way.
+ */
+export function prepareGuest(spec: Omit<GuestRunSpec, 'maxInstructions'>): PreparedGuest {
   const memoryMiB = spec.memoryMiB ?? 64;
   const paging = spec.modeOptions?.paging ?? HW_DEFAULTS.paging;
   const vpid = spec.modeOptions?.vpid ?? HW_DEFAULTS.vpid;
@@ -81,7 +100,13 @@ export function runGuest(spec: GuestRunSpec): GuestRun {
   }
   monitor.attach(machine);
   if (spec.onConsole) machine.console.listener = spec.onConsole;
-  const outcome = machine.run({ maxInstructions: spec.maxInstructions, sliceInstructions: spec.sliceInstructions, onProgress: spec.onProgress });
+  return { machine, monitor, memoryMiB, paging, vpid };
+}
+
+/** The run record and status of a prepared guest that has run (`runGuest`'s second half). */
+export function finishGuestRun(spec: GuestRunSpec, prepared: PreparedGuest, outcome: RunOutcome): GuestRun {
+  const { machine, monitor, memoryMiB, paging, vpid } = prepared;
+  const { bytes, path } = spec.image;
   const { status, message } = statusFor(outcome);
   const record = buildRunRecord({
     imagePath: path,

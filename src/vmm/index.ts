@@ -6,6 +6,7 @@ import { checkMode, type Monitor, type MonitorMode } from './monitor.js';
 import { NativeMonitor } from './native.js';
 import { TrapMonitor, TRAP_MONITOR_MIB } from './trap.js';
 import { FullMonitor, FULL_MONITOR_MIB } from './full/full.js';
+import { PvMonitor, PV_MONITOR_MIB } from './pv/pv.js';
 
 export { checkMode, MONITOR_MODES, type Monitor, type MonitorMode, type MonitorStats } from './monitor.js';
 export type { HwOptions } from './hw/hw.js';
@@ -24,6 +25,7 @@ export function monitorMemoryMiB(mode: MonitorMode, guestMiB = 64, paging: HwOpt
   // Shadow tables: the same pool size as `trap`'s (the cache empties itself when it runs out).
   if (mode === 'hw' && paging === 'shadow') return TRAP_MONITOR_MIB;
   if (mode === 'full') return FULL_MONITOR_MIB;
+  if (mode === 'pv') return PV_MONITOR_MIB;
   if (mode === 'hw') {
     const pages = Math.ceil(guestMiB / 2) + Math.ceil(guestMiB / 1024) + 2;
     return Math.max(1, Math.ceil((pages * 4096) / (1 << 20)));
@@ -47,6 +49,7 @@ export function createMonitor(mode: MonitorMode | string, options: MonitorOption
     case 'native': return new NativeMonitor();
     case 'trap': return new TrapMonitor();
     case 'full': return new FullMonitor();
+    case 'pv': return new PvMonitor(options.profile);
     case 'hw': {
       if (options.profile === undefined) throw new Error('createMonitor: hw needs the profile (its VM exit/entry and handler figures)');
       const costs = toVmmCosts(options.profile);

@@ -11,7 +11,7 @@ import type { CpuMonitor, EventKind } from '../machine/cpu/interrupts.js';
 import type { Machine } from '../machine/machine.js';
 
 /** The execution modes (DESIGN.md, "Execution modes") that have a monitor so far. */
-export const MONITOR_MODES = ['native', 'trap', 'hw', 'full'] as const;
+export const MONITOR_MODES = ['native', 'trap', 'hw', 'full', 'pv'] as const;
 export type MonitorMode = (typeof MONITOR_MODES)[number];
 
 /** Counters a monitor reports in the run record (all monotonic, integers). */

@@ -13,11 +13,16 @@
  * - A shadow directory is cached per guest CR3 and stays in sync while cached (its guest
  *   directory stays traced), so address-space switches keep their shadows.
  * - 4 MiB guest pages (PSE) are shadowed as 4 KiB pieces.
- * - Monitor memory (above `mem.guestSize`) is never mapped by a shadow entry; a guest
- *   mapping of a frame beyond its RAM stops the machine (`unsupported`).
+ * - Monitor memory (above `mem.guestSize`) is never mapped by a shadow entry. A guest
+ *   mapping of a frame beyond its RAM gets what the bare PC gives for a physical address with
+ *   no memory behind it: the shadow maps `OPEN_BUS_FRAME`, beyond all of the machine's memory,
+ *   where `PhysicalMemory` reads all ones and drops writes; a guest page-table word beyond its
+ *   RAM reads all ones (and its A/D bits are not written). Both are counted (`stats.unbacked`).
  */
 import { CR0_PG, CR0_WP, CR4_PSE, FAULT, Vec, type Cpu } from '../machine/cpu/cpu.js';
 import type { PhysicalMemory } from '../machine/memory.js';
+import { PROVISIONAL_VMM_COSTS } from './costs.js';
+import { mutant } from './mutants.js';
 
 /** The guest's view of paging (the monitor's virtual control registers). */
 export interface GuestPagingState {
@@ -39,6 +44,59 @@ export const FaultOutcome = {
 } as const;
 export type FaultOutcome = (typeof FaultOutcome)[keyof typeof FaultOutcome];
 
+/**
+ * What the shadow page-table software costs, per event. It is the same code wherever it
+ * runs — after a trap into `trap`'s or `full`'s monitor, or in `hw --paging shadow`'s
+ * root-mode handler after a #PF or CR3 exit — so every shadowing monitor charges it from
+ * here (`shadowFaultCharge`, `shadowBuildCharge`); `hw` adds only its VM exit and entry.
+ */
+export interface ShadowSoftwareCosts {
+  /** A hidden fault: software walk of the guest's tables, A/D bits, shadow PTE fill (profile `binaryTranslation.hiddenPageFault`). */
+  readonly hiddenFault: number;
+  /** A trace fault: decoding and emulating the guest's write to a traced page, shadow update (`binaryTranslation.traceFault`). */
+  readonly traceFault: number;
+  /** Per shadow PTE dropped because the guest word it came from changed (`monitor.shadowPteDrop`). */
+  readonly pteDrop: number;
+  /** A new shadow address space on a CR3 load that misses the cache (`monitor.shadowSpaceCreate`). */
+  readonly spaceCreate: number;
+}
+
+/**
+ * The shadow software's figures from a profile's VMM sections (`toVmmCosts(profile)`); null
+ * (a profile without VMM figures) gives the provisional estimates of src/vmm/costs.ts.
+ */
+export function shadowSoftwareCosts(vmm: {
+  readonly bt: { readonly hiddenPageFault: number; readonly traceFault: number };
+  readonly monitor: { readonly shadowPteDrop: number; readonly shadowSpaceCreate: number };
+} | null): ShadowSoftwareCosts {
+  if (vmm === null) {
+    const p = PROVISIONAL_VMM_COSTS;
+    return { hiddenFault: p.hiddenFault.value, traceFault: p.traceFault.value, pteDrop: p.syncDrop.value, spaceCreate: p.newSpace.value };
+  }
+  return {
+    hiddenFault: Math.round(vmm.bt.hiddenPageFault), traceFault: Math.round(vmm.bt.traceFault),
+    pteDrop: Math.round(vmm.monitor.shadowPteDrop), spaceCreate: Math.round(vmm.monitor.shadowSpaceCreate),
+  };
+}
+
+/** Accounting categories of the shadow software (the same in every shadowing mode). */
+export const SHADOW_CATEGORY = { hidden: 'hidden-fault', trace: 'shadow-sync', build: 'shadow-build' } as const;
+
+/**
+ * The shadow software's charge for one #PF that `handleFault` handled with `outcome`, having
+ * dropped `drops` shadow PTEs: [category, cycles], or null when the fault was the guest's own
+ * (its reflection or injection is the monitor's event machinery, charged by the caller) or the
+ * machine stopped.
+ */
+export function shadowFaultCharge(c: ShadowSoftwareCosts, outcome: FaultOutcome, drops: number): readonly [string, number] | null {
+  if (outcome === FaultOutcome.Hidden) return [SHADOW_CATEGORY.hidden, c.hiddenFault];
+  if (outcome === FaultOutcome.Trace) return [SHADOW_CATEGORY.trace, c.traceFault + drops * c.pteDrop];
+  return null;
+}
+
+/** The shadow software's charge for building `n` shadow address spaces. */
+export function shadowBuildCharge(c: ShadowSoftwareCosts, n: number): number { return n * c.spaceCreate; }
+
 /** Counters of shadow-paging work, for the run record. */
 export interface ShadowStats {
   hiddenFaults: number;
@@ -54,7 +112,25 @@ export interface ShadowStats {
   cacheFlushes: number;
   /** Shadows of other address spaces dropped because the guest wrote a frame they came from. */
   unshadowed: number;
+  /**
+   * Trace faults on a frame that is write-protected only because a monitor watches it (a
+   * descriptor table, translated code) and no shadow was built from it: the guest wrote
+   * something else on that page (false sharing) or the watched table itself.
+   */
+  watchedFaults: number;
+  /**
+   * Guest references to physical memory it does not have (a mapping of a frame beyond its
+   * RAM shadowed, a page-table word read beyond its RAM): `attack.unbacked-memory`.
+   */
+  unbacked: number;
 }
+
+/**
+ * The frame a shadow entry maps for a guest frame beyond guest RAM: above all of the
+ * machine's memory (a machine has far less than 4 GiB), so the CPU's accesses through it
+ * read all ones and drop writes, as on the bare machine, and never reach monitor memory.
+ */
+export const OPEN_BUS_FRAME = 0xfffff000;
 
 /** Frames of monitor memory, handed out and taken back. */
 export class MonitorFrames {
@@ -95,7 +171,7 @@ const MAX_SPACES = 64;
 
 /** Shadow page tables for one CPU. */
 export class ShadowPaging {
-  readonly stats: ShadowStats = { hiddenFaults: 0, traceFaults: 0, syncDrops: 0, guestFaults: 0, invlpg: 0, cr3Switches: 0, spacesBuilt: 0, cacheFlushes: 0, unshadowed: 0 };
+  readonly stats: ShadowStats = { hiddenFaults: 0, traceFaults: 0, syncDrops: 0, guestFaults: 0, invlpg: 0, cr3Switches: 0, spacesBuilt: 0, cacheFlushes: 0, unshadowed: 0, watchedFaults: 0, unbacked: 0 };
 
   /** The counters as run-record entries (`shadow.<name>`), in a fixed order: every monitor that shadows reports them alike. */
   statsRecord(): Record<string, number> {
@@ -110,6 +186,8 @@ export class ShadowPaging {
       'shadow.spaces-built': s.spacesBuilt,
       'shadow.cache-flushes': s.cacheFlushes,
       'shadow.unshadowed': s.unshadowed,
+      'shadow.watched-faults': s.watchedFaults,
+      'attack.unbacked-memory': s.unbacked,
     };
   }
   /** Error code for the guest after `FaultOutcome.Guest`. */
@@ -143,6 +221,7 @@ export class ShadowPaging {
    * load and after `flushAll`.
    */
   activate(): void {
+    if (this.current !== null && mutant('cr3-stale-shadow')) { this.stats.cr3Switches++; return; } // verifier mutant
     const key = this.guestPaging ? (this.guest.cr3 & 0xfffff000) >>> 0 : -1;
     let s = this.spaces.get(key);
     if (s !== undefined) {
@@ -208,13 +287,15 @@ export class ShadowPaging {
   // ---- traces ----
 
   private trace(frame: number): void {
+    if (frame + 4096 > this.guestSize) return; // beyond guest RAM: nothing the guest can write
     const n = this.traced.get(frame) ?? 0;
     this.traced.set(frame, n + 1);
     if (n === 0) this.writeProtect(frame);
   }
 
   private untrace(frame: number): void {
-    const n = this.traced.get(frame)!;
+    const n = this.traced.get(frame);
+    if (n === undefined) return;
     if (n <= 1) this.traced.delete(frame); else this.traced.set(frame, n - 1);
   }
 
@@ -283,7 +364,6 @@ export class ShadowPaging {
    * privilege `user`, setting accessed/dirty bits. False (with `guestCode`) on a guest #PF.
    */
   private guestWalk(lin: number, write: boolean, user: boolean): boolean {
-    const mem = this.cpu.mem;
     const err = (write ? 2 : 0) | (user ? 4 : 0);
     if (!this.guestPaging) {
       this.wFrame = (lin & 0xfffff000) >>> 0; this.wUser = true; this.wWrite = true; this.wDirty = true; this.wPt = -1;
@@ -298,7 +378,7 @@ export class ShadowPaging {
       const us = (pde & US) !== 0, rw = (pde & RW) !== 0;
       if (!allowed(user, write, us, rw, wp)) { this.guestCode = err | 1; return false; }
       const want = pde | ACC | (write ? DIRTY : 0);
-      if (want !== pde) { mem.write32(pdeAddr, want); pde = want; }
+      if (want !== pde) { this.writeGuest(pdeAddr, want); pde = want; }
       this.wFrame = ((pde & 0xffc00000) + (lin & 0x3ff000)) >>> 0;
       this.wUser = us; this.wWrite = rw; this.wDirty = (pde & DIRTY) !== 0; this.wPt = -1;
       return true;
@@ -309,38 +389,57 @@ export class ShadowPaging {
     if ((pte & PRESENT) === 0) { this.guestCode = err; return false; }
     const us = (pde & pte & US) !== 0, rw = (pde & pte & RW) !== 0;
     if (!allowed(user, write, us, rw, wp)) { this.guestCode = err | 1; return false; }
-    if ((pde & ACC) === 0) mem.write32(pdeAddr, pde | ACC);
+    if ((pde & ACC) === 0) this.writeGuest(pdeAddr, pde | ACC);
     const want = pte | ACC | (write ? DIRTY : 0);
-    if (want !== pte) { mem.write32(pteAddr, want); pte = want; }
+    if (want !== pte) { this.writeGuest(pteAddr, want); pte = want; }
     this.wFrame = (pte & 0xfffff000) >>> 0;
-    this.wUser = us; this.wWrite = rw; this.wDirty = (pte & DIRTY) !== 0; this.wPt = pt;
+    this.wUser = us; this.wWrite = rw; this.wDirty = (pte & DIRTY) !== 0;
+    // A table beyond guest RAM is never traced (the guest cannot change it: writes are dropped).
+    this.wPt = pt + 4096 <= this.guestSize ? pt : -1;
     return true;
   }
 
-  /** Reads a guest page-table word; a table outside guest RAM stops the machine. */
+  /** Reads a guest page-table word: all ones beyond guest RAM, as the bare machine reads there (counted). */
   private readGuest(addr: number): number {
-    if (addr + 4 > this.guestSize) this.outside(addr, 'a page-table entry');
+    if (addr + 4 > this.guestSize) { this.stats.unbacked++; return -1; }
     return this.cpu.mem.read32(addr);
   }
 
-  private outside(addr: number, what: string): never {
-    this.cpu.stop({ kind: 'shutdown', detail: `the guest's page tables put ${what} at physical 0x${(addr >>> 0).toString(16)}, beyond its RAM (0x${this.guestSize.toString(16)} bytes): not mapped by the monitor` });
-    throw FAULT;
+  /** Writes a guest page-table word (A/D bits); dropped beyond guest RAM. */
+  private writeGuest(addr: number, v: number): void {
+    if (mutant('shadow-skips-ad')) return; // verifier mutant: only A/D updates come here
+    if (addr + 4 <= this.guestSize) this.cpu.mem.write32(addr, v);
+  }
+
+  /** The frame a shadow entry maps for guest frame `frame`: itself, or `OPEN_BUS_FRAME` beyond guest RAM (counted). */
+  private backing(frame: number): number {
+    if (frame + 4096 <= this.guestSize) return mutant('shadow-wrong-frame') ? (frame ^ 0x1000) >>> 0 : frame; // verifier mutant
+    if (mutant('shadow-no-frame-check')) return frame; // verifier mutant
+    if (this.cpu.mem.size > OPEN_BUS_FRAME) {
+      this.cpu.stop({ kind: 'shutdown', detail: `the guest maps physical 0x${(frame >>> 0).toString(16)}, beyond its RAM, and the machine has no address left beyond its memory for an open-bus mapping` });
+      throw FAULT;
+    }
+    this.stats.unbacked++;
+    return OPEN_BUS_FRAME;
+  }
+
+  /** A guest-physical word for the monitor's own reads (gates, descriptors): all ones beyond guest RAM. */
+  private peekGuest(addr: number): number {
+    return addr + 4 <= this.guestSize ? this.cpu.mem.read32(addr) : -1;
   }
 
   /** The guest's translation of `lin` (virtual privilege `user`), without side effects; -1 if it would fault. */
   guestTranslate(lin: number, write: boolean, user: boolean): number {
     lin >>>= 0;
     if (!this.guestPaging) return lin;
-    const mem = this.cpu.mem;
     const wp = (this.guest.cr0 & CR0_WP) !== 0;
-    const pde = mem.read32(((this.guest.cr3 & 0xfffff000) + ((lin >>> 22) << 2)) >>> 0);
+    const pde = this.peekGuest(((this.guest.cr3 & 0xfffff000) + ((lin >>> 22) << 2)) >>> 0);
     if ((pde & PRESENT) === 0) return -1;
     if ((pde & PS) !== 0 && (this.guest.cr4 & CR4_PSE) !== 0) {
       if ((pde & 0x003ff000) !== 0 || !allowed(user, write, (pde & US) !== 0, (pde & RW) !== 0, wp)) return -1;
       return ((pde & 0xffc00000) + (lin & 0x3fffff)) >>> 0;
     }
-    const pte = mem.read32(((pde & 0xfffff000) + (((lin >>> 12) & 0x3ff) << 2)) >>> 0);
+    const pte = this.peekGuest(((pde & 0xfffff000) + (((lin >>> 12) & 0x3ff) << 2)) >>> 0);
     if ((pte & PRESENT) === 0 || !allowed(user, write, (pde & pte & US) !== 0, (pde & pte & RW) !== 0, wp)) return -1;
     return ((pte & 0xfffff000) + (lin & 0xfff)) >>> 0;
   }
@@ -360,17 +459,15 @@ export class ShadowPaging {
     const write = (code & 2) !== 0;
     try {
       if (!this.guestWalk(lin, write, user)) { this.stats.guestFaults++; return FaultOutcome.Guest; }
-      const frame = this.wFrame;
-      if (frame + 4096 > this.guestSize) this.outside(frame, `a mapping of linear 0x${lin.toString(16)}`);
-      const s = this.current!;
-      const pdi = lin >>> 22, pti = (lin >>> 12) & 0x3ff;
-      void s; void pdi;
+      const frame = this.backing(this.wFrame);
+      const pti = (lin >>> 12) & 0x3ff;
       const pt = this.ensurePt(lin);
       if (pt < 0) return cpu.stopReason !== null ? FaultOutcome.Stopped : FaultOutcome.Hidden;
       const wantWrite = this.wWrite || (!user && (this.guest.cr0 & CR0_WP) === 0);
       if (write && this.traced.has(frame)) this.releaseStale(frame);
-      const traced = this.isTraced(frame);
+      const traced = this.isTraced(frame) && !mutant('shadow-pt-writable'); // verifier mutant
       if (write && traced) {
+        if (!this.traced.has(frame)) this.stats.watchedFaults++;
         this.emulateTracedWrite(lin);
         this.stats.traceFaults++;
         return cpu.stopReason !== null ? FaultOutcome.Stopped : FaultOutcome.Trace;
@@ -385,7 +482,7 @@ export class ShadowPaging {
       // Writable in the shadow only once the guest's dirty bit is set (so the first write
       // comes here and sets it), and never for a traced page-table page.
       const w = wantWrite && this.wWrite && this.wDirty && !traced;
-      cpu.mem.write32(pt + pti * 4, frame | PRESENT | (w ? RW : 0) | (this.wUser ? US : 0));
+      cpu.mem.write32(pt + pti * 4, frame | PRESENT | (w ? RW : 0) | (this.wUser || mutant('shadow-ignores-us') ? US : 0)); // verifier mutant
       cpu.invalidatePage(lin);
       this.stats.hiddenFaults++;
       return FaultOutcome.Hidden;
@@ -431,7 +528,7 @@ export class ShadowPaging {
           // write): fill or open it and run the instruction again; a guest fault propagates.
           const l2 = cpu.cr2 >>> 0, w2 = (cpu.excCode & 2) !== 0;
           if (!this.guestWalk(l2, w2, cpu.cpl === 3)) throw e;
-          if (this.wFrame + 4096 > this.guestSize) this.outside(this.wFrame, `a mapping of linear 0x${l2.toString(16)}`);
+          this.wFrame = this.backing(this.wFrame);
           if (w2) open(l2);
           else {
             const pt2 = this.ensurePt(l2);
@@ -515,8 +612,7 @@ export class ShadowPaging {
       if ((e & PRESENT) !== 0 && (!write || (e & RW) !== 0)) return true;
     }
     if (!this.guestWalk(lin, write, false)) return false;
-    const frame = this.wFrame;
-    if (frame + 4096 > this.guestSize) this.outside(frame, `a mapping of linear 0x${lin.toString(16)}`);
+    const frame = this.backing(this.wFrame);
     if (write && this.traced.has(frame)) this.releaseStale(frame);
     if (write && this.isTraced(frame)) return false; // a write-protected frame: let it fault
     const p2 = this.ensurePt(lin);
@@ -543,7 +639,7 @@ export class ShadowPaging {
       // The guest may have changed its directory entry without a trace (it was not yet
       // the source of this table): drop the table when it no longer matches.
       if (s.key >= 0 && s.pts.has(pdi)) {
-        const pde = this.cpu.mem.read32(((s.key + pdi * 4) >>> 0));
+        const pde = this.peekGuest(((s.key + pdi * 4) >>> 0));
         const src = s.srcPt.get(pdi)!;
         if ((pde & PRESENT) === 0 || (pde & PS) !== 0 || ((pde & 0xfffff000) >>> 0) !== src) this.dropPde(s, pdi);
       }

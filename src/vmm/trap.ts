@@ -20,11 +20,15 @@ import { deliverArchitectural, EventKind, eventName } from '../machine/cpu/inter
 import { IF, IOPL } from '../machine/cpu/flags.js';
 import { loadSegment } from '../machine/cpu/segmentation.js';
 import type { Machine } from '../machine/machine.js';
+import type { PortBus } from '../machine/port-bus.js';
 import { hasVmmFigures, toVmmCosts } from '../profiles/index.js';
 import type { Profile } from '../profiles/schema.js';
 import { PROVISIONAL_VMM_COSTS } from './costs.js';
 import type { Monitor, MonitorStats } from './monitor.js';
-import { FaultOutcome, MonitorFrames, ShadowPaging } from './shadow-paging.js';
+import {
+  FaultOutcome, MonitorFrames, SHADOW_CATEGORY, shadowBuildCharge, shadowFaultCharge, ShadowPaging, shadowSoftwareCosts,
+  type ShadowSoftwareCosts,
+} from './shadow-paging.js';
 
 /** The monitor's linear window: the top 4 MiB (shadow directory entry 1023). */
 export const MONITOR_WINDOW = 0xffc00000;
@@ -40,13 +44,11 @@ export interface TrapCosts {
   readonly trapRoundTrip: number;
   readonly emulateInstruction: number;
   readonly reflectEvent: number;
-  /** A hidden page fault, all in (trap, software walk, shadow fill). */
-  readonly hiddenFault: number;
-  /** A trace fault, all in (trap, decoding and emulating the write, shadow update). */
-  readonly traceFault: number;
-  /** Per shadow PTE dropped by a trace. */
-  readonly syncDrop: number;
-  readonly newSpace: number;
+  /**
+   * The shadow page-table software (hidden and trace faults, all in: the figures include
+   * the trap; drops; new spaces): shared with `full` and `hw --paging shadow`.
+   */
+  readonly shadow: ShadowSoftwareCosts;
   readonly gdtDescriptor: number;
   /** The monitor's device model handling one trapped port access. */
   readonly portIo: number;
@@ -64,10 +66,7 @@ export function trapCosts(profile: Profile, interruptCycles: number): TrapCosts 
       trapRoundTrip: interruptCycles + c.monitor.trapSaveRestore,
       emulateInstruction: c.monitor.emulateInstruction,
       reflectEvent: c.monitor.reflectEvent,
-      hiddenFault: c.bt.hiddenPageFault,
-      traceFault: c.bt.traceFault,
-      syncDrop: c.monitor.shadowPteDrop,
-      newSpace: c.monitor.shadowSpaceCreate,
+      shadow: shadowSoftwareCosts(c),
       gdtDescriptor: c.monitor.descriptorShadow,
       portIo: Math.round(c.devices.portIoEmulation),
     };
@@ -75,9 +74,39 @@ export function trapCosts(profile: Profile, interruptCycles: number): TrapCosts 
   const p = PROVISIONAL_VMM_COSTS;
   return {
     trapRoundTrip: interruptCycles + p.trapRoundTrip.value, emulateInstruction: p.emulateInstruction.value,
-    reflectEvent: p.reflectEvent.value, hiddenFault: p.hiddenFault.value, traceFault: p.traceFault.value,
-    syncDrop: p.syncDrop.value, newSpace: p.newSpace.value, gdtDescriptor: p.gdtDescriptor.value, portIo: 700,
+    reflectEvent: p.reflectEvent.value, shadow: shadowSoftwareCosts(null), gdtDescriptor: p.gdtDescriptor.value, portIo: 700,
   };
+}
+
+/** The port bus's handler tables (private in `PortBus`), read to tell an unassigned port. */
+interface PortTables {
+  readonly r8: readonly (unknown | undefined)[]; readonly w8: readonly (unknown | undefined)[];
+  readonly r16: ReadonlyMap<number, unknown>; readonly w16: ReadonlyMap<number, unknown>;
+  readonly r32: ReadonlyMap<number, unknown>; readonly w32: ReadonlyMap<number, unknown>;
+}
+
+/**
+ * True when no device answers a `size`-byte access at `port` (no wide handler, and no byte
+ * handler for any of its bytes): the bus reads all ones and drops the write, as an ISA bus
+ * with nothing behind the address does, and a monitor counts it (`attack.unassigned-port`).
+ */
+export function unassignedPort(bus: PortBus, port: number, size: 1 | 2 | 4, isIn: boolean): boolean {
+  const t = bus as unknown as PortTables;
+  const p = port & 0xffff;
+  if (size === 4 && (isIn ? t.r32 : t.w32).has(p)) return false;
+  if (size >= 2 && (isIn ? t.r16 : t.w16).has(p)) return false;
+  if (size === 4 && (isIn ? t.r16 : t.w16).has((p + 2) & 0xffff)) return false;
+  const b = isIn ? t.r8 : t.w8;
+  for (let i = 0; i < size; i++) if (b[(p + i) & 0xffff] !== undefined) return false;
+  return true;
+}
+
+/**
+ * The guest's DMA attempts outside its RAM that the machine's devices refused (ATA bus
+ * master and e1000 counters `dmaOutsideRam`), for the monitors' `attack.dma-outside-ram`.
+ */
+export function dmaOutsideRam(machine: Machine): number {
+  return (machine.disk?.counters.dmaOutsideRam ?? 0) + (machine.nic?.counters.dmaOutsideRam ?? 0);
 }
 
 /** The virtual CPU: what the guest believes its privileged state is. */
@@ -101,6 +130,7 @@ export class TrapMonitor implements Monitor {
   /** Cycle costs (from the machine's profile at `attach`). */
   costs!: TrapCosts;
   private cpu!: Cpu;
+  private machine!: Machine;
   private gdtPhys = 0;
   private tssPhys = 0;
   private ldtPhys = 0;
@@ -120,6 +150,7 @@ export class TrapMonitor implements Monitor {
       throw new Error('trap: attach at the Multiboot entry state (flat protected mode, ring 0, paging off)');
     }
     this.cpu = cpu;
+    this.machine = machine;
     this.costs = trapCosts(machine.profile, cpu.cost.interrupt);
     const frames = new MonitorFrames(mem);
     const windowPt = frames.alloc();
@@ -164,9 +195,25 @@ export class TrapMonitor implements Monitor {
 
   stats(): MonitorStats {
     const out: Record<string, number> = {};
+    out['attack.unassigned-port'] = 0;
     for (const k of [...this.counts.keys()].sort()) out[k] = this.counts.get(k)!;
     Object.assign(out, this.shadow.statsRecord());
+    out['attack.dma-outside-ram'] = dmaOutsideRam(this.machine);
     return out;
+  }
+
+  /** Counts an event that costs nothing by itself (its trap is charged on its own). */
+  private note(kind: string): void {
+    this.counts.set(kind, (this.counts.get(kind) ?? 0) + 1);
+  }
+
+  /** A trapped port I/O instruction (`op`, after its prefixes, EIP past the opcode): true if no device answers its port. */
+  private portUnassigned(op: number, os: boolean): boolean {
+    const cpu = this.cpu;
+    const size = (op & 1) === 0 ? 1 : os ? 4 : 2;
+    const port = op >= 0xe4 && op <= 0xe7 ? cpu.fetch8() : cpu.r16[EDX << 1]!;
+    const isIn = op === 0xe4 || op === 0xe5 || op === 0xec || op === 0xed || op === 0x6c || op === 0x6d;
+    return unassignedPort(this.machine.io, port, size, isIn);
   }
 
   private count(kind: string, cycles: number): void {
@@ -258,9 +305,9 @@ export class TrapMonitor implements Monitor {
     if (vector === Vec.PF) {
       const drops = this.shadow.stats.syncDrops;
       const r = this.shadow.handleFault(code, cpu.cpl === 3);
+      const ch = shadowFaultCharge(this.costs.shadow, r, this.shadow.stats.syncDrops - drops);
+      if (ch !== null) { this.count(ch[0], ch[1]); return; }
       switch (r) {
-        case FaultOutcome.Hidden: this.count('hidden-fault', this.costs.hiddenFault); return;
-        case FaultOutcome.Trace: this.count('shadow-sync', this.costs.traceFault + (this.shadow.stats.syncDrops - drops) * this.costs.syncDrop); return;
         case FaultOutcome.Stopped: return;
         case FaultOutcome.Guest:
           this.v.cr2 = cpu.cr2;
@@ -385,6 +432,7 @@ export class TrapMonitor implements Monitor {
     const restart = (): void => { cpu.eip = start; cpu.resetFetch(); };
     if (!kernel) {
       if (isIo(op)) {
+        const unassigned = this.portUnassigned(op, os);
         // I/O from guest user code: the CPU's own check against the guest's IOPL and its
         // TSS's permission bitmap (TR and IOPL swapped in for the one instruction).
         restart();
@@ -401,6 +449,7 @@ export class TrapMonitor implements Monitor {
         } finally {
           cpu.trBase = trBase; cpu.trLimit = trLimit; cpu.flags = (cpu.flags & ~IOPL) | (flags & IOPL);
         }
+        if (unassigned) this.note('attack.unassigned-port');
         return this.charged('io');
       }
       if (op === 0x134 && this.v.sysenterCs !== 0 && code === 0) { restart(); this.sysenter(); return done('sysenter'); }
@@ -428,6 +477,7 @@ export class TrapMonitor implements Monitor {
         return done('hlt');
       case 0xe4: case 0xe5: case 0xe6: case 0xe7: case 0xec: case 0xed: case 0xee: case 0xef:
       case 0x6c: case 0x6d: case 0x6e: case 0x6f:
+        if (this.portUnassigned(op, os)) this.note('attack.unassigned-port');
         restart(); this.runAtRing0(); return this.charged('io');
       case 0x108: case 0x109: return done('wbinvd');
       case 0x106: v.cr0 &= ~8; cpu.cr0 &= ~8; return done('clts');
@@ -603,7 +653,7 @@ export class TrapMonitor implements Monitor {
         if ((v.cr0 & CR0_PG) !== 0) {
           const built = this.shadow.stats.spacesBuilt;
           this.shadow.activate();
-          if (this.shadow.stats.spacesBuilt !== built) this.count('shadow-build', this.costs.newSpace);
+          if (this.shadow.stats.spacesBuilt !== built) this.count(SHADOW_CATEGORY.build, shadowBuildCharge(this.costs.shadow, this.shadow.stats.spacesBuilt - built));
           this.watchTables();
         }
         return true;

@@ -17,6 +17,11 @@ export const PVOP_KINDS = {
   'read-cr4': /^mov \w+,cr4$/,
   /** A page-table entry store: a write to memory (mov, xchg, cmpxchg, and/or). */
   'set-pte': /^(lock )?(mov|xchg|cmpxchg|cmpxchg8b|and|or) (\w+ )?\[/,
+  /**
+   * A load of a page-table entry whose frame the kernel uses (a paravirtual kernel with direct
+   * paging converts the machine frame back to pseudo-physical after it).
+   */
+  'read-pte': /^mov e\w\w,(dword )?\[/,
   'flush-tlb-entry': /^invlpg /,
   /** A full (non-global) TLB flush: reload CR3 (or write CR4). */
   'flush-tlb': /^mov (cr3|cr4),/,

@@ -138,8 +138,9 @@ describe('virtlab exec --mode hw on workloads', () => {
       expect(ro.tlb.dtlb.flushes).toBeGreaterThan(rh.tlb.dtlb.flushes);
       expect(ro.tlb.dtlb.flushes - rh.tlb.dtlb.flushes).toBe(ro.monitor['tlb.transition-flushes']);
       expect(ro.tlb.walkReferences).toBeGreaterThan(rh.tlb.walkReferences);
-      // Same guest work, same exits: VPID only changes the walks.
-      expect(ro.monitor['exit:io-instruction']).toBe(rh.monitor['exit:io-instruction']);
+      // Same guest work, same exits: VPID only changes the walks — and the run's length, so a
+      // timer tick may land once more or less (its handler's PIC accesses: a few I/O exits).
+      expect(Math.abs(ro.monitor['exit:io-instruction']! - rh.monitor['exit:io-instruction']!)).toBeLessThanOrEqual(4);
 
       if (w === 'in') {
         const io = rh.accounting.categories['exit:io-instruction']!;

@@ -6,9 +6,13 @@
  * a paravirtual front end (shared rings, grants, event channels) can replace a driver
  * without touching the system calls: the logical I/O stays the same.
  */
-import { al, ax, eax, ebx, ecx, edi, edx, esi, byte, dword, word, type Label } from '../../x86/operands.js';
+import { al, ax, cx, eax, ebx, ecx, edi, edx, esi, byte, dword, word, type Label } from '../../x86/operands.js';
+import { DOMID_SELF, EVTCHNOP, HYPERVISOR_event_channel_op } from '../../vmm/pv/event-channel.js';
+import { GNTTABOP, HYPERVISOR_grant_table_op } from '../../vmm/pv/grant-table.js';
+import { emitBlkfront } from './blkfront.js';
 import { CHAN_DISK, CHAN_DISK_FREE, CHAN_NET, type Kx } from './kernel.js';
 import { EFAULT, EINVAL, EIO, ENODEV, KERNEL_VIRT, SYS } from './layout.js';
+import { emitNetfront } from './netfront.js';
 
 const PAGE = 4096;
 const ATA = 0x1f0, ATA_CTL = 0x3f6, BM = 0xc040;
@@ -23,6 +27,14 @@ export function emitDrivers(k: Kx, sysFn: (nr: number, name: string, body: () =>
   const fn = (name: string, body: () => void): void => { a.bind(L(name)); body(); };
 
   fn('drivers_init', () => {
+    // Paravirtualized (the pv boot stored start_info): the split-driver front ends, no probing.
+    const native = a.label(), pv = a.label();
+    a.cmp(dword(L('xen_si')), 0); a.jne(pv);
+    a.cmp(dword(L('xen_front_force')), 0); a.je(native);
+    a.bind(pv);
+    a.call(L('xen_front_init'));
+    a.ret();
+    a.bind(native);
     // PCI bus mastering (and I/O decoding) for the IDE function (00:01.1) and the e1000
     // (00:03.0), where QEMU's pc machine has them; virtlab has no PCI configuration space,
     // so there these accesses go nowhere.
@@ -290,6 +302,12 @@ export function emitDrivers(k: Kx, sysFn: (nr: number, name: string, body: () =>
     a.mov(dword(L('net_rx_fn')), L('e1000_rx'));
     a.mov(dword(L('net_irq_fn')), L('e1000_irq'));
     print('e1000: mac ');
+    a.call(L('net_print_mac'));
+    a.bind(absent);
+    a.ret();
+  });
+  // net_print_mac(): prints net_mac as xx:xx:xx:xx:xx:xx and a newline.
+  fn('net_print_mac', () => {
     a.push(ebx);
     a.xor(ebx, ebx);
     const mac = a.here();
@@ -305,7 +323,6 @@ export function emitDrivers(k: Kx, sysFn: (nr: number, name: string, body: () =>
     a.bind(last);
     a.pop(ebx);
     a.mov(al, 10); a.call(L('kputc'));
-    a.bind(absent);
     a.ret();
   });
   // e1000_xmit(eax = frame (kernel virtual), edx = len) → len. Transmission completes at the
@@ -363,6 +380,8 @@ export function emitDrivers(k: Kx, sysFn: (nr: number, name: string, body: () =>
     a.jmp(L('wakeup'));
   });
 
+  emitXenFront(k);
+
   // ------------------------------------------------------------------ driver data
   a.section('data');
   a.align(4);
@@ -380,5 +399,119 @@ export function emitDrivers(k: Kx, sysFn: (nr: number, name: string, body: () =>
   a.align(PAGE);
   a.bind(L('tx_bufs')); a.reserve(NDESC * RXBUF);
   a.bind(L('rx_bufs')); a.reserve(NDESC * RXBUF);
+  a.section('text');
+}
+
+/**
+ * What the paravirtual front ends share (docs/pv.md, "Event channels, grant tables, split
+ * drivers"): the P2M lookup, the grant table, event-channel hypercalls and the ring push.
+ * In a Xen domain (`xen_si` set by `xen_start`, pv-xen.ts) `drivers_init` runs
+ * `xen_front_init` instead of probing the ATA disk and the e1000; each front end binds its
+ * back end's channel and enters its port in `xen_evtchn_irq` (pv-xen.ts) with the IRQ its
+ * emulated counterpart uses (14 disk, 11 net), so the upcall runs `blk_irq_fn` / `net_irq_fn`
+ * through the kernel's `irq` path, as the device interrupt would. `xen_front_force` (data
+ * word) brings the front ends up without a Xen boot: a test hook (test/vmm/pv-frontend-harness.ts).
+ * Hypercalls: `int 0x82`, EAX = number, arguments in EBX, ECX, EDX (issue 5, item 1).
+ */
+function emitXenFront(k: Kx): void {
+  const { a, L, print } = k;
+  const fn = (name: string, body: () => void): void => { a.bind(L(name)); body(); };
+  const hypercall = (nr: number, b: number | Label, c: number | Label, d?: number | Label): void => {
+    a.push(ebx);
+    a.mov(eax, nr); a.mov(ebx, b); a.mov(ecx, c);
+    if (d !== undefined) a.mov(edx, d);
+    a.int(0x82);
+    a.pop(ebx);
+  };
+  const gnttab = L('xen_gnttab'), evArg = L('xen_evtchn_arg'), gtArg = L('xen_gnttab_arg');
+
+  // xen_virt_to_mfn(eax = direct-map address) → eax = machine frame (the kernel's copy of the P2M, `xen_p2m`).
+  fn('xen_virt_to_mfn', () => {
+    a.sub(eax, KERNEL_VIRT); a.shr(eax, 12);
+    a.mov(eax, dword({ index: eax, scale: 4, disp: L('xen_p2m') }));
+    a.ret();
+  });
+  // xen_grant(eax = ref, edx = page (kernel virtual), ecx = flags): grants the page to domain 0.
+  // The flags are written last: the entry is valid only once complete (Xen's wmb before flags).
+  fn('xen_grant', () => {
+    a.push(ebx); a.push(ecx);
+    a.mov(ebx, eax);
+    a.mov(eax, edx); a.call(L('xen_virt_to_mfn'));
+    a.mov(dword({ index: ebx, scale: 8, disp: gnttab.plus(4) }), eax);
+    a.mov(word({ index: ebx, scale: 8, disp: gnttab.plus(2) }), 0);
+    a.pop(ecx);
+    a.mov(word({ index: ebx, scale: 8, disp: gnttab }), cx);
+    a.pop(ebx);
+    a.ret();
+  });
+  // xen_end_grant(eax = ref): revokes (the back ends unmap before they answer).
+  fn('xen_end_grant', () => {
+    a.mov(word({ index: eax, scale: 8, disp: gnttab }), 0);
+    a.ret();
+  });
+  // xen_evtchn_send(eax = port).
+  fn('xen_evtchn_send', () => {
+    a.mov(dword(evArg), eax);
+    hypercall(HYPERVISOR_event_channel_op, EVTCHNOP.send, evArg);
+    a.ret();
+  });
+  // xen_bind_backend(eax = back end's domain-0 port) → eax = local port, or -errno.
+  fn('xen_bind_backend', () => {
+    a.mov(dword(evArg), 0); // remote_dom 0
+    a.mov(dword(evArg.plus(4)), eax);
+    a.mov(dword(evArg.plus(8)), 0);
+    hypercall(HYPERVISOR_event_channel_op, EVTCHNOP.bind_interdomain, evArg);
+    const out = a.label();
+    a.test(eax, eax); a.jnz(out);
+    a.mov(eax, dword(evArg.plus(8)));
+    a.bind(out);
+    a.ret();
+  });
+  // xen_push_notify(eax = shared ring, edx = new req_prod, ecx = port):
+  // RING_PUSH_REQUESTS_AND_CHECK_NOTIFY, and EVTCHNOP_send when the back end asked for it.
+  fn('xen_push_notify', () => {
+    a.push(ebx); a.push(esi);
+    a.mov(esi, eax);
+    a.mov(ebx, edx); a.sub(ebx, dword(esi)); // new - old
+    a.mov(dword(esi), edx); // req_prod = new
+    a.sub(edx, dword(esi, 4)); // new - req_event
+    const no = a.label();
+    a.cmp(edx, ebx); a.jae(no);
+    a.mov(eax, ecx); a.call(L('xen_evtchn_send'));
+    a.bind(no);
+    a.pop(esi); a.pop(ebx);
+    a.ret();
+  });
+  // xen_front_init(): the grant table (one frame), then the front ends.
+  fn('xen_front_init', () => {
+    const fail = a.label();
+    a.mov(eax, gnttab); a.call(L('xen_virt_to_mfn'));
+    a.mov(dword(L('xen_gnttab_frame')), eax);
+    // GNTTABOP_setup_table { dom DOMID_SELF, nr_frames 1, status, frame_list } (virtlab: frame_list is read).
+    a.mov(dword(gtArg), DOMID_SELF);
+    a.mov(dword(gtArg.plus(4)), 1);
+    a.mov(dword(gtArg.plus(8)), 0);
+    a.mov(dword(gtArg.plus(12)), L('xen_gnttab_frame'));
+    hypercall(HYPERVISOR_grant_table_op, GNTTABOP.setup_table, gtArg, 1);
+    a.test(eax, eax); a.jnz(fail);
+    a.cmp(word(gtArg.plus(8)), 0); a.jne(fail);
+    a.call(L('blkfront_init'));
+    a.call(L('netfront_init'));
+    a.ret();
+    a.bind(fail);
+    print('xen: grant table setup failed\n');
+    a.ret();
+  });
+  emitBlkfront(k);
+  emitNetfront(k);
+
+  a.section('data');
+  a.align(4);
+  for (const v of ['xen_front_force', 'xen_gnttab_frame']) { a.bind(L(v)); a.dd(0); }
+  a.bind(evArg); a.reserve(24);
+  a.bind(gtArg); a.reserve(32);
+  a.section('bss');
+  a.align(4096);
+  a.bind(gnttab); a.reserve(4096);
   a.section('text');
 }

@@ -11,13 +11,14 @@
  * them, so the kernel needs no locks. See docs/kernel.md.
  */
 import type { Assembler } from '../../x86/assembler.js';
+import type { Mem, Reg } from '../../x86/operands.js';
 import { KernelAssembler } from './asm.js';
 import {
   al, ax, cl, cr0, cr2, cr3, cr4, ds, dx, eax, ebp, ebx, ecx, edi, edx, es, esi, esp, fs, gs, ss,
   byte, dword, fword, ptr, word, type Label,
 } from '../../x86/operands.js';
 import type { PvopKind } from '../../x86/pvop.js';
-import { imageFromAssembly, type GuestImage } from '../image.js';
+import { imageFromAssembly, SEG_R, validateGuestImage, type GuestImage, type GuestSegment } from '../image.js';
 import {
   DIRECT_MAP_BYTES, EAGAIN, ECHILD, EFAULT, EINVAL, ENOENT, ENOMEM, ENOSYS, KERNEL_PHYS, KERNEL_VIRT, KILL_FPE, KILL_ILL,
   KILL_SEGV, MAX_PROCS, MMAP_BASE, NVMA, P, PS_BLOCKED, PS_FREE, PS_RUNNABLE, PS_ZOMBIE, PTE_COW, PTE_G, PTE_P, PTE_U, PTE_W,
@@ -27,6 +28,8 @@ import {
 import { assembleProgram, assembleVdso, type UserProgram } from './user.js';
 import { emitDrivers } from './drivers.js';
 import { emitPipes } from './pipes.js';
+import { emitXen, VEC_XEN_UPCALL, XEN_NOTE_SYMBOLS } from './pv-xen.js';
+import { NOTE_MAGIC } from '../../vmm/pv/abi.js';
 
 /** How to build the kernel. */
 export interface KernelOptions {
@@ -129,6 +132,12 @@ export function buildKernel(options: KernelOptions): GuestImage {
   };
   /** set-pte: *EDI = EAX. Every page-table write is this one store. */
   const setPte = (): void => pv('set-pte', () => a.mov(dword(edi), eax));
+  /**
+   * read-pte: a load of a page-table entry whose frame the kernel then uses (12 bytes, so
+   * that a paravirtual kernel can follow the load with a call converting a machine frame
+   * back to its pseudo-physical frame).
+   */
+  const readPte = (dst: Reg, src: Mem): void => a.pvop('read-pte', () => a.mov(dst, src), 12);
   const kx: Kx = { a, L, pv, outb, inb, outl, inl, print };
   const cur = dword(L('current'));
 
@@ -225,6 +234,7 @@ export function buildKernel(options: KernelOptions): GuestImage {
   });
   // kputc(al): polls LSR.THRE then writes THR.
   fn('kputc', () => {
+    a.cmp(dword(L('xen_si')), 0); a.jne(L('xen_kputc')); // a Xen domain: console_io
     a.push(eax);
     const wait = a.here();
     inb(0x3fd);
@@ -302,6 +312,7 @@ export function buildKernel(options: KernelOptions): GuestImage {
   });
   // machine_stop(al = code): isa-debug-exit.
   fn('machine_stop', () => {
+    a.cmp(dword(L('xen_si')), 0); a.jne(L('xen_machine_stop')); // a Xen domain: SCHEDOP_shutdown
     outb(0xf4);
     const hang = a.here();
     pv('halt', () => a.hlt());
@@ -363,6 +374,7 @@ export function buildKernel(options: KernelOptions): GuestImage {
       [0x21, 0xfa], // unmask IRQ 0 (timer), 2 (cascade)
       [0xa1, 0xb7]]; // unmask IRQ 11 (NIC), 14 (disk)
     for (const [port, v] of seq) { a.mov(al, v); outb(port); }
+    a.cmp(dword(L('xen_si')), 0); a.jne(L('xen_timer_init')); // a Xen domain: VIRQ_TIMER instead of the PIT
     // PIT channel 0, mode 2 (rate generator), binary.
     const div = Math.round(PIT_HZ / hz);
     a.mov(al, 0x34); outb(0x43);
@@ -447,6 +459,7 @@ export function buildKernel(options: KernelOptions): GuestImage {
     a.bind(notIrq);
     a.cmp(edx, 0x80); a.je(L('syscall'));
     a.cmp(edx, VEC_SYSENTER); a.je(L('syscall'));
+    a.cmp(edx, VEC_XEN_UPCALL); a.je(L('xen_do_upcall'));
     a.mov(eax, L('msg_badvec')); a.jmp(L('panic'));
   });
 
@@ -455,7 +468,7 @@ export function buildKernel(options: KernelOptions): GuestImage {
     a.push(ebx);
     a.mov(ebx, eax);
     const kernel = a.label();
-    a.test(dword(ebx, TF.CS), 3); a.jz(kernel);
+    a.test(dword(ebx, TF.CS), 2); a.jz(kernel); // ring 3 only (a pv kernel runs in ring 1)
     print('pid ');
     a.mov(eax, cur); a.mov(eax, dword(eax, P.PID)); a.call(L('kputdec'));
     print(': exception ');
@@ -494,7 +507,7 @@ export function buildKernel(options: KernelOptions): GuestImage {
     const notTimer = a.label(), done = a.label();
     a.test(eax, eax); a.jnz(notTimer);
     a.call(L('timer_tick'));
-    a.test(dword(ebx, TF.CS), 3); a.jz(done); // preempt user mode only
+    a.test(dword(ebx, TF.CS), 2); a.jz(done); // preempt user mode (ring 3) only
     a.call(L('schedule'));
     a.jmp(done);
     a.bind(notTimer);
@@ -534,10 +547,16 @@ export function buildKernel(options: KernelOptions): GuestImage {
   fn('mm_init', () => {
     // Free frames: from the end of the kernel to min(RAM, DIRECT_MAP_BYTES), pushed high to
     // low so that allocation hands out low frames first.
+    a.mov(edx, DIRECT_MAP_BYTES);
+    const noMem = a.label(), multiboot = a.label();
+    // A Xen domain: start_info.nr_pages instead of the Multiboot information.
+    a.cmp(dword(L('xen_si')), 0); a.je(multiboot);
+    a.mov(eax, dword(L('xen_nr_pages'))); a.shl(eax, 12);
+    a.cmp(eax, edx); a.jae(noMem);
+    a.mov(edx, eax); a.jmp(noMem);
+    a.bind(multiboot);
     a.mov(eax, dword(L('mbi_phys')));
     a.add(eax, KERNEL_VIRT);
-    a.mov(edx, DIRECT_MAP_BYTES);
-    const noMem = a.label();
     a.test(dword(eax), 1); a.jz(noMem);
     a.mov(eax, dword(eax, 8)); // mem_upper, KiB above 1 MiB
     a.add(eax, 1024);
@@ -623,7 +642,7 @@ export function buildKernel(options: KernelOptions): GuestImage {
     a.mov(esi, eax);
     a.mov(ebx, eax); a.shr(ebx, 22);
     a.lea(edi, dword({ base: edx, index: ebx, scale: 4 }));
-    a.mov(eax, dword(edi));
+    readPte(eax, dword(edi));
     const have = a.label(), fail = a.label(), out = a.label();
     a.test(eax, PTE_P); a.jnz(have);
     a.test(ecx, ecx); a.jz(fail);
@@ -712,7 +731,7 @@ export function buildKernel(options: KernelOptions): GuestImage {
     a.call(L('pte_ptr'));
     a.test(eax, eax); a.jz(bad);
     a.mov(edi, eax);
-    a.mov(ebx, dword(edi));
+    readPte(ebx, dword(edi));
     a.test(ebx, PTE_COW); a.jz(bad);
     a.inc(dword(L('stat_cow')));
     a.mov(eax, ebx); a.shr(eax, 12);
@@ -742,7 +761,7 @@ export function buildKernel(options: KernelOptions): GuestImage {
     // Anything else kills the process (a kernel-mode fault on a kernel address is a panic).
     a.bind(bad);
     const user = a.label();
-    a.test(dword(ebp, TF.CS), 3); a.jnz(user);
+    a.test(dword(ebp, TF.CS), 2); a.jnz(user);
     a.cmp(esi, KERNEL_VIRT); a.jb(user);
     print('kernel page fault at '); a.mov(eax, esi); a.call(L('kputhex'));
     print(' eip '); a.mov(eax, dword(ebp, TF.EIP)); a.call(L('kputhex'));
@@ -771,7 +790,7 @@ export function buildKernel(options: KernelOptions): GuestImage {
     a.call(L('pte_ptr'));
     a.test(eax, eax); a.jz(next);
     a.mov(edi, eax);
-    a.mov(eax, dword(edi));
+    readPte(eax, dword(edi));
     a.test(eax, PTE_P); a.jz(next);
     a.call(L('frame_put'));
     a.xor(eax, eax);
@@ -794,13 +813,13 @@ export function buildKernel(options: KernelOptions): GuestImage {
     a.call(L('lazy_mmu_begin'));
     a.xor(ebx, ebx); // PDE index
     const pdLoop = a.here(), pdNext = a.label(), pdDone = a.label();
-    a.mov(eax, dword({ base: ebp, index: ebx, scale: 4 }));
+    readPte(eax, dword({ base: ebp, index: ebx, scale: 4 }));
     a.test(eax, PTE_P); a.jz(pdNext);
     a.and(eax, ~(PAGE - 1));
     a.lea(esi, dword(eax, KERNEL_VIRT)); // page table
     a.xor(ecx, ecx);
     const ptLoop = a.here(), ptNext = a.label();
-    a.mov(eax, dword({ base: esi, index: ecx, scale: 4 }));
+    readPte(eax, dword({ base: esi, index: ecx, scale: 4 }));
     a.test(eax, PTE_P); a.jz(ptNext);
     a.push(ecx);
     a.call(L('frame_put'));
@@ -835,7 +854,7 @@ export function buildKernel(options: KernelOptions): GuestImage {
     a.xor(ebx, ebx);
     const pdLoop = a.here(), pdNext = a.label();
     a.mov(esi, cur); a.mov(esi, dword(esi, P.PD));
-    a.mov(eax, dword({ base: esi, index: ebx, scale: 4 }));
+    readPte(eax, dword({ base: esi, index: ebx, scale: 4 }));
     a.test(eax, PTE_P); a.jz(pdNext);
     a.and(eax, ~(PAGE - 1));
     a.lea(esi, dword(eax, KERNEL_VIRT)); // parent page table
@@ -850,7 +869,7 @@ export function buildKernel(options: KernelOptions): GuestImage {
     a.lea(ebp, dword(eax, KERNEL_VIRT)); // child page table
     a.xor(ebx, ebx);
     const ptLoop = a.here(), ptNext = a.label(), share = a.label();
-    a.mov(eax, dword({ base: esi, index: ebx, scale: 4 }));
+    readPte(eax, dword({ base: esi, index: ebx, scale: 4 }));
     a.test(eax, PTE_P); a.jz(ptNext);
     a.test(eax, PTE_W); a.jz(share);
     a.and(eax, ~PTE_W); a.or(eax, PTE_COW);
@@ -881,7 +900,7 @@ export function buildKernel(options: KernelOptions): GuestImage {
     a.lea(ebx, dword(eax, KERNEL_VIRT));
     a.mov(esi, (KERNEL_VIRT >>> 22) * 4);
     const loop = a.here();
-    a.mov(eax, dword({ base: esi, disp: L('kernel_pd') }));
+    readPte(eax, dword({ base: esi, disp: L('kernel_pd') }));
     a.lea(edi, dword({ base: ebx, index: esi, scale: 1 }));
     setPte();
     a.add(esi, 4);
@@ -1370,6 +1389,7 @@ export function buildKernel(options: KernelOptions): GuestImage {
 
   emitDrivers(kx, sysFn);
   emitPipes(kx, sysFn);
+  emitXen(kx, hz);
   for (const x of options.extraSyscalls ?? []) {
     if (!Number.isInteger(x.nr) || x.nr < 200 || x.nr > 239) throw new RangeError(`extra system call "${x.name}": number ${x.nr} is not in 200..239`);
     if (sys.has(x.nr)) throw new RangeError(`extra system call "${x.name}": number ${x.nr} is taken by ${sys.get(x.nr)}`);
@@ -1407,13 +1427,14 @@ export function buildKernel(options: KernelOptions): GuestImage {
   a.bind(L('vdso')); a.db(assembleVdso());
 
   a.section('data');
-  a.align(8);
+  // The GDT alone on its page (layout.ts, SEL_*): monitors write-protect it, so no hot variable may share it.
+  a.align(PAGE);
   a.bind(L('gdt'));
   a.dq(0n, 0x00cf9a000000ffffn, 0x00cf92000000ffffn, 0x00cffa000000ffffn, 0x00cff2000000ffffn, 0n);
   a.bind(L('gdt_desc')); a.dw(6 * 8 - 1); a.dd(L('gdt'));
   a.align(4);
   a.bind(L('idt_desc')); a.dw(256 * 8 - 1); a.dd(L('idt'));
-  a.align(4);
+  a.align(PAGE);
   for (const v of ['current', 'ticks', 'next_pid', 'kernel_cr3', 'cur_cr3', 'mbi_phys', 'mem_top', 'alloc_base', 'free_count', 'cur_frame',
     'stat_switches', 'stat_cow', 'stat_demand_zero']) {
     a.bind(L(v)); a.dd(0);
@@ -1441,9 +1462,32 @@ export function buildKernel(options: KernelOptions): GuestImage {
   fn('ignore_irq', () => a.ret());
 
   const built = a.build();
-  return imageFromAssembly(built, {
+  const image = imageFromAssembly(built, {
     name: 'virtlab-kernel',
     entry: built.address('_start'),
     metadata: { builder: 'virtlab-kernel', init: options.init, hz, programs: programs.map((p) => p.name) },
   });
+  return withPvNote(image, built.physical('kernel_end'), (name) => built.address(name));
+}
+
+/**
+ * Appends the kernel's PV note: a read-only segment right after the kernel (in memory the
+ * frame allocator later reuses) holding the pv-op site table and the addresses of the PV
+ * entry and stubs, behind a magic string — what Xen's domain builder finds in a kernel's
+ * ELF notes (XEN_ELFNOTE_ENTRY, ...). The `pv` hypervisor reads it from memory at attach, so
+ * a Multiboot ELF carries its site table through any loader. Natively it is inert.
+ */
+function withPvNote(image: GuestImage, endPhys: number, address: (name: string) => number): GuestImage {
+  const symbols: Record<string, number> = {};
+  for (const n of XEN_NOTE_SYMBOLS) symbols[n] = address(n);
+  const json = JSON.stringify({ version: 1, sites: image.pvopSites.map((s) => [s.addr, s.len, s.kind]), symbols });
+  const body = new TextEncoder().encode(json);
+  const bytes = new Uint8Array(16 + 4 + body.length);
+  bytes.set(new TextEncoder().encode(NOTE_MAGIC), 0);
+  new DataView(bytes.buffer).setUint32(16, body.length, true);
+  bytes.set(body, 20);
+  const seg: GuestSegment = { name: 'pvnote', vaddr: (KERNEL_VIRT + endPhys) >>> 0, paddr: endPhys, bytes, memsz: bytes.length, flags: SEG_R };
+  const out: GuestImage = { ...image, segments: [...image.segments, seg] };
+  validateGuestImage(out, image.name);
+  return out;
 }

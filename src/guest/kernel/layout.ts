@@ -25,7 +25,13 @@ export const VDSO_SYSENTER = VDSO_ADDR;
 /** Where SYSEXIT returns: the instruction after SYSENTER in the vDSO stub. */
 export const VDSO_SYSENTER_RETURN = VDSO_ADDR + 7;
 
-/** GDT selectors (the SYSENTER layout: kernel CS, kernel SS = CS+8, user CS = CS+16, user SS = CS+24). */
+/**
+ * GDT selectors (the SYSENTER layout: kernel CS, kernel SS = CS+8, user CS = CS+16, user SS = CS+24).
+ * The GDT (and its and the IDT's pseudo-descriptors) sits alone on a page of the kernel's
+ * data section: `trap` and `full` write-protect the GDT's page to keep their descriptor
+ * copies in sync, so a variable written on it (once `current`, `ticks`, `cur_cr3`) costs a
+ * trace fault per write. The IDT and TSS (bss) are not write-protected by any monitor.
+ */
 export const SEL_KCODE = 0x08;
 export const SEL_KDATA = 0x10;
 export const SEL_UCODE = 0x1b;

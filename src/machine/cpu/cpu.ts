@@ -943,6 +943,13 @@ export class Cpu {
   /** Cycles spent halted, waiting for an interrupt. */
   idleCycles = 0;
 
+  /**
+   * The time-stamp counter as the guest reads it (RDTSC, RDMSR 0x10), or null for the cycle
+   * count: a trace recorder observes the value, a replayer returns the recorded one
+   * (src/trace). Consulted only by those instructions, so other code pays nothing.
+   */
+  tscHook: ((tsc: bigint) => bigint) | null = null;
+
   // ---- virtualization hooks (docs/vmm-design.md): none is tested per instruction ----
 
   /**

@@ -319,7 +319,9 @@ const TSC_OFFSET_KEY = -0x10;
 /** The time-stamp counter: cycles since reset plus any offset a WRMSR set (deterministic). */
 export function readTsc(cpu: Cpu): bigint {
   const off = cpu.msr.get(TSC_OFFSET_KEY) ?? 0n;
-  return (BigInt(cpu.cycles) + off) & 0xffffffffffffffffn;
+  const t = (BigInt(cpu.cycles) + off) & 0xffffffffffffffffn;
+  // A trace recorder observes the value, a replayer substitutes the recorded one (src/trace).
+  return cpu.tscHook === null ? t : cpu.tscHook(t);
 }
 
 function readMsr(cpu: Cpu, n: number): bigint {

@@ -11,9 +11,10 @@
  * is the register interface on top of it. See docs/devices.md.
  */
 import type { Clock } from '../clock.js';
+import type { PhysicalMemory } from '../memory.js';
 import type { PortBus } from '../port-bus.js';
 import {
-  InputMismatchError, ramDma, SeededRandom,
+  InputMismatchError, SeededRandom,
   type DeviceHost, type DeviceInput, type DmaMemory, type InputObserver, type InputSource,
 } from './device-io.js';
 
@@ -222,6 +223,36 @@ export interface AtaCounters {
   pioBytes: number;
   /** DMA transfers that hit a PRD-table problem or a master abort (BMISTA.ERROR). */
   dmaErrors: number;
+  /** DMA accesses (PRD entries, data regions) that named memory outside the guest's RAM, refused (master aborts). */
+  dmaOutsideRam: number;
+}
+
+/**
+ * Bus-master access to the guest's RAM only, [0, mem.guestSize): a device model never reads
+ * or writes monitor memory above it, whatever address the guest programs. An access
+ * reaching past it is a master abort, as on a PC where nothing answers the address: reads
+ * give all ones there, writes go no further than the guest's RAM, and the call returns false
+ * so the device reports its error (`onRefused` counts it).
+ */
+export function guestRamDma(mem: PhysicalMemory, onRefused: () => void): DmaMemory {
+  const u8 = mem.u8;
+  const size = mem.guestSize;
+  return {
+    read(addr: number, dst: Uint8Array): boolean {
+      const a = addr >>> 0, n = dst.length;
+      if (a + n <= size) { dst.set(u8.subarray(a, a + n)); return true; }
+      for (let i = 0; i < n; i++) dst[i] = a + i < size ? u8[a + i]! : 0xff;
+      onRefused();
+      return false;
+    },
+    write(addr: number, src: Uint8Array): boolean {
+      const a = addr >>> 0, n = src.length;
+      if (a + n <= size) { u8.set(src, a); return true; }
+      for (let i = 0; i < n && a + i < size; i++) u8[a + i] = src[i]!;
+      onRefused();
+      return false;
+    },
+  };
 }
 
 export interface AtaOptions {
@@ -253,7 +284,7 @@ export class AtaController {
   prdTable = 0;
   /** INTRQ pending inside the device (the line is this and not nIEN). */
   intrq = false;
-  readonly counters: AtaCounters = { registerAccesses: 0, commands: 0, errors: 0, interrupts: 0, dmaBytes: 0, pioBytes: 0, dmaErrors: 0 };
+  readonly counters: AtaCounters = { registerAccesses: 0, commands: 0, errors: 0, interrupts: 0, dmaBytes: 0, pioBytes: 0, dmaErrors: 0, dmaOutsideRam: 0 };
   /** Cylinders, heads, sectors per track reported by IDENTIFY and used for CHS addressing. */
   readonly geometry: { readonly cylinders: number; readonly heads: number; readonly sectorsPerTrack: number };
 
@@ -793,7 +824,9 @@ export interface BlockDeviceOptions extends DiskOptions, AtaOptions {
  */
 export function attachBlockDevice(host: DeviceHost, options: BlockDeviceOptions): AtaController {
   const disk = new Disk(host.clock, options);
-  const ata = new AtaController(disk, options.dma ?? ramDma(host.mem), (level) => host.pic.setIrq(ATA_PRIMARY_IRQ, level));
+  // The bus master reaches the guest's RAM only (never monitor memory above it).
+  const ata: AtaController = new AtaController(disk, options.dma ?? guestRamDma(host.mem, () => { ata.counters.dmaOutsideRam++; }),
+    (level) => host.pic.setIrq(ATA_PRIMARY_IRQ, level));
   ata.attach(host.io, ATA_PRIMARY_BASE, ATA_PRIMARY_CONTROL, options.bmBase ?? BMIDE_BASE);
   return ata;
 }

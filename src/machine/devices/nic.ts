@@ -14,8 +14,9 @@
 import { createHash } from 'node:crypto';
 import type { Clock } from '../clock.js';
 import type { PortBus } from '../port-bus.js';
+import { guestRamDma } from './block-device.js';
 import {
-  InputMismatchError, ramDma, SeededRandom,
+  InputMismatchError, SeededRandom,
   type DeviceHost, type DeviceInput, type DmaMemory, type InputObserver, type InputSource,
 } from './device-io.js';
 
@@ -321,6 +322,8 @@ export interface E1000Counters {
   unsupportedDescriptors: number;
   /** DMA to or from addresses outside memory (master aborts). */
   dmaErrors: number;
+  /** DMA accesses (descriptors, buffers) that named memory outside the guest's RAM, refused (master aborts). */
+  dmaOutsideRam: number;
   /** Accesses to registers outside the implemented subset (kept as plain storage). */
   unmodelledRegisterAccesses: number;
 }
@@ -341,7 +344,7 @@ export class E1000 implements NetPort {
   ioAddr = 0;
   readonly counters: E1000Counters = {
     portAccesses: 0, registerAccesses: 0, interrupts: 0, txFrames: 0, txBytes: 0, rxFrames: 0, rxBytes: 0,
-    dmaBytes: 0, rxDropped: 0, rxNoBuffer: 0, unsupportedDescriptors: 0, dmaErrors: 0, unmodelledRegisterAccesses: 0,
+    dmaBytes: 0, rxDropped: 0, rxNoBuffer: 0, unsupportedDescriptors: 0, dmaErrors: 0, dmaOutsideRam: 0, unmodelledRegisterAccesses: 0,
   };
   private line = false;
   private txFrame = new Uint8Array(MAX_TX_FRAME);
@@ -643,7 +646,9 @@ export interface NicOptions extends NetLinkOptions {
  */
 export function attachNic(host: DeviceHost, options: NicOptions): E1000 {
   const link = new NetLink(host.clock, options);
-  const nic = new E1000(link, options.dma ?? ramDma(host.mem), (level) => host.pic.setIrq(E1000_IRQ, level));
+  // The bus master reaches the guest's RAM only (never monitor memory above it).
+  const nic: E1000 = new E1000(link, options.dma ?? guestRamDma(host.mem, () => { nic.counters.dmaOutsideRam++; }),
+    (level) => host.pic.setIrq(E1000_IRQ, level));
   nic.attach(host.io, options.ioBase ?? E1000_IO_BASE);
   link.attach(nic);
   return nic;

@@ -186,7 +186,11 @@ export class DualPic {
   readonly slave = new Pic8259(false);
   /** Acknowledged spurious interrupts (IRQ7 / IRQ15 with nothing in service). */
   spurious = 0;
-  private readonly setIntr: (level: boolean) => void;
+  /**
+   * Drives the CPU's INTR line. A trace replayer replaces it (the trace, not the devices'
+   * timing in the mode's time, decides when the CPU is interrupted).
+   */
+  setIntr: (level: boolean) => void;
 
   constructor(io: PortBus, setIntr: (level: boolean) => void) {
     this.setIntr = setIntr;

@@ -41,6 +41,7 @@ import type { Profile } from '../../profiles/schema.js';
 import type { Monitor, MonitorStats } from '../monitor.js';
 import { TrapMonitor, TRAP_MONITOR_MIB, type TrapCosts } from '../trap.js';
 import { TranslationCache } from './translation-cache.js';
+import { mutant } from '../mutants.js';
 
 /** Monitor memory `full` needs (MiB): the same as `trap` (window, descriptor copies, shadows). */
 export const FULL_MONITOR_MIB = TRAP_MONITOR_MIB;
@@ -201,7 +202,7 @@ export class FullMonitor implements Monitor {
       if (phys >= 0) {
         if (this.adapted.has(phys)) {
           // The adapted instruction calls out: the monitor emulates the write directly.
-          const drops = Math.max(0, cycles - this.trapCosts.traceFault);
+          const drops = Math.max(0, cycles - this.trapCosts.shadow.traceFault);
           this.bump('adaptive-callout');
           cpu.charge('shadow-sync', this.costs.callout + this.costs.shadowPteUpdate + drops);
           return;
@@ -336,7 +337,7 @@ export class FullMonitor implements Monitor {
     // PUSHF: the pushed image shows the virtual IF and IOPL.
     both(0x9c, (h) => (cpu) => {
       h(cpu);
-      if (cpu.cpl !== 1) return;
+      if (cpu.cpl !== 1 || mutant('bt-pushf')) return; // verifier mutant
       const sp = cpu.ss32 ? cpu.r32[ESP]! >>> 0 : cpu.r16[ESP << 1]!;
       const virt = (v.vif ? IF : 0) | (v.iopl << 12);
       if (cpu.opsize32) cpu.writeMem32(SS, sp, (cpu.readMem32(SS, sp) & ~(IF | IOPL)) | virt);
@@ -357,7 +358,7 @@ export class FullMonitor implements Monitor {
     // MOV r/m, Sreg and PUSH CS/SS: CS and SS show the virtual RPL 0.
     both(0x8c, (h) => (cpu) => {
       h(cpu);
-      if (cpu.cpl !== 1 || (cpu.modrmReg !== CS && cpu.modrmReg !== SS)) return;
+      if (cpu.cpl !== 1 || (cpu.modrmReg !== CS && cpu.modrmReg !== SS) || mutant('bt-mov-cs')) return; // verifier mutant
       const sel = virtualSel(cpu.segSel[cpu.modrmReg]!);
       if (cpu.modrmMod === 3) { if (cpu.opsize32) cpu.r32[cpu.modrmRm] = sel; else cpu.r16[cpu.modrmRm << 1] = sel; }
       else cpu.writeMem16(cpu.eaSeg, cpu.eaOffset, sel);
@@ -377,12 +378,12 @@ export class FullMonitor implements Monitor {
       h(cpu);
       if (cpu.cpl !== 1) return;
       const r = cpu.modrmReg;
-      if (r === 0 || r === 1) {
+      if ((r === 0 || r === 1) && !mutant('bt-sgdt')) { // verifier mutant
         cpu.writeMem16(cpu.eaSeg, cpu.eaOffset, r === 0 ? v.gdtrLimit : v.idtrLimit);
         const base = r === 0 ? v.gdtrBase : v.idtrBase;
         cpu.writeMem32(cpu.eaSeg, (cpu.eaOffset + 2) >>> 0, cpu.opsize32 ? base : base & 0xffffff);
         inTc(cpu, r === 0 ? 'sgdt' : 'sidt');
-      } else if (r === 4) {
+      } else if (r === 4 && !mutant('bt-smsw')) { // verifier mutant
         if (cpu.modrmMod === 3 && cpu.opsize32) cpu.r32[cpu.modrmRm] = v.cr0;
         else cpu.writeRM16(v.cr0 & 0xffff);
         inTc(cpu, 'smsw');

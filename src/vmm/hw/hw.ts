@@ -18,7 +18,9 @@
  *   tested against the VMCS with its operands (which the handler leaves in the decode state).
  * - `onEvent` tests exceptions against the exception bitmap and external interrupts against
  *   external-interrupt exiting; an exiting event is charged and then delivered through the
- *   guest's IDT (KVM re-injects it on the next entry). INT n never exits.
+ *   guest's IDT (KVM re-injects it on the next entry). INT n never exits. An interrupt that
+ *   arrives while the guest cannot take it exits at once and arms interrupt-window exiting
+ *   (`intrChanged`): the guest's opening of the window is a reason-7 exit.
  * - VPID off: every exit and every entry flush the TLBs (the SDM's VPID-0 flush), so the
  *   guest pays the refills; VPID on: nothing is flushed.
  * - CR0/CR4 read shadows follow the guest's writes: an exiting write updates the shadow, so
@@ -42,13 +44,18 @@
  */
 import { CR0_PE, CR0_PG, CR0_TS, CR0_WP, CR4_PAE, CR4_PGE, CR4_PSE, EDX, ESP, SS, Vec, type Cpu } from '../../machine/cpu/cpu.js';
 import { deliverArchitectural, EventKind } from '../../machine/cpu/interrupts.js';
-import { FaultOutcome, MonitorFrames, ShadowPaging, type GuestPagingState } from '../shadow-paging.js';
+import { IF as IF_FLAG } from '../../machine/cpu/flags.js';
+import {
+  FaultOutcome, MonitorFrames, SHADOW_CATEGORY, shadowBuildCharge, shadowFaultCharge, ShadowPaging, shadowSoftwareCosts,
+  type GuestPagingState, type ShadowSoftwareCosts,
+} from '../shadow-paging.js';
 import { HANDLERS, type Handler } from '../../machine/cpu/op-table.js';
 import type { Machine } from '../../machine/machine.js';
 import { exitCategory, ExitReason } from './exit-reasons.js';
 import { NestedPaging } from './nested-paging.js';
+import { dmaOutsideRam, unassignedPort } from '../trap.js';
 import {
-  cltsExit, exceptionExit, externalInterruptExit, instructionExit, ioExit, kvmDefaultVmcs, lmswExit,
+  cltsExit, exceptionExit, externalInterruptExit, instructionExit, interruptWindowExit, ioExit, kvmDefaultVmcs, lmswExit,
   movFromCrExit, movToCrExit, msrExit, type SimpleInstruction, type Vmcs, type VmExit,
 } from './vmcs.js';
 
@@ -67,10 +74,11 @@ export interface HwCosts {
    */
   readonly devices?: { readonly portIoEmulation: number };
   /**
-   * Shadow-paging work besides the exits (profile `monitor`): building a shadow address
-   * space (`shadow-build`), dropping a shadow PTE whose guest word changed (`shadow-sync`).
-   * Absent: not charged.
+   * The shadow page-table software (`paging: 'shadow'`): the profile's `binaryTranslation`
+   * hidden/trace-fault and `monitor` shadow figures, the same that `trap` and `full` charge
+   * (`shadowSoftwareCosts`). Both absent: the provisional estimates (src/vmm/costs.ts).
    */
+  readonly bt?: { readonly hiddenPageFault: number; readonly traceFault: number };
   readonly monitor?: { readonly shadowSpaceCreate: number; readonly shadowPteDrop: number };
 }
 
@@ -93,6 +101,8 @@ export class HwMonitor {
   readonly mode = 'hw' as const;
   readonly options: HwOptions;
   readonly costs: HwCosts;
+  /** What the shadow software costs in the root-mode handler (`paging: 'shadow'`). */
+  readonly shadowCosts: ShadowSoftwareCosts;
   /** The controls; tests and experiments may change them after `attach`. */
   vmcs!: Vmcs;
   /** The overlay table installed on the CPU. */
@@ -115,10 +125,16 @@ export class HwMonitor {
   /** CR4 at the last guest write (a PSE/PGE change drops every shadow). */
   private lastCr4 = 0;
   private cpu!: Cpu;
+  private machine!: Machine;
+  /** Port I/O exits to ports no device answers (`attack.unassigned-port`). */
+  unassignedPortAccesses = 0;
+  /** Interrupt-window requests withdrawn before the window opened (the line fell first). */
+  windowsCancelled = 0;
 
   constructor(costs: HwCosts, options: HwOptions) {
     this.costs = costs;
     this.options = options;
+    this.shadowCosts = shadowSoftwareCosts(costs.bt !== undefined && costs.monitor !== undefined ? { bt: costs.bt, monitor: costs.monitor } : null);
     this.table = this.buildTable();
   }
 
@@ -131,6 +147,7 @@ export class HwMonitor {
       throw new Error('hw: --paging shadow needs monitor memory above guest RAM for the shadow tables (Machine option monitorMiB)');
     }
     this.cpu = cpu;
+    this.machine = machine;
     this.vmcs = kvmDefaultVmcs({ ept: !shadowPaging, vpid: this.options.vpid ? GUEST_VPID : 0 });
     // The read shadows start as the guest's values (KVM: vmx_set_cr0/cr4 at vCPU reset).
     this.vmcs.cr0Shadow = cpu.cr0 >>> 0;
@@ -160,6 +177,13 @@ export class HwMonitor {
     }
     cpu.setTable(this.table);
     cpu.monitor = this;
+    // The interrupt controller's INTR line, seen by the monitor (interrupt-window exiting).
+    const setIntrLine = cpu.setIntrLine.bind(cpu);
+    cpu.setIntrLine = (level: boolean): void => {
+      const was = cpu.intrLine;
+      setIntrLine(level);
+      if (level !== was) this.intrChanged(level);
+    };
     // VMLAUNCH: the first entry.
     this.transition();
   }
@@ -171,6 +195,11 @@ export class HwMonitor {
     out['vpid'] = this.options.vpid ? 1 : 0;
     out['tlb.transition-flushes'] = this.transitionFlushes;
     out['ept.2d-walk-modelled'] = this.walkModelled ? 1 : 0;
+    out['interrupt-window.cancelled'] = this.windowsCancelled;
+    out['attack.unassigned-port'] = this.unassignedPortAccesses;
+    out['attack.dma-outside-ram'] = dmaOutsideRam(this.machine);
+    // Nested paging: every access to a guest-physical address beyond its RAM is an EPT violation.
+    if (this.nested !== null) out['attack.unbacked-memory'] = this.nested.violations;
     if (this.nested !== null) {
       const e = this.nested.ept.counters, w = this.nested.walker.counters;
       out['ept.walks'] = w.walks;
@@ -183,17 +212,55 @@ export class HwMonitor {
     return out;
   }
 
+  /**
+   * INTR rose or fell. With external-interrupt exiting, an interrupt exits at once whatever
+   * the guest's IF (SDM §25.2); if the guest cannot take it now (IF = 0, or blocking by STI /
+   * MOV SS), the monitor cannot inject it and sets interrupt-window exiting (KVM:
+   * `enable_irq_window`), so that the guest's opening of the window exits (reason 7) and the
+   * interrupt is injected then (`onEvent`). An interrupt the guest can take now is counted
+   * when the CPU delivers it (the exit and the injection at the next entry are one boundary
+   * apart, so nothing runs in between). If the line falls before the window opens (the guest
+   * masked or the device withdrew the request), the monitor clears the control again: this
+   * model re-evaluates at the line change, where KVM would at its next exit.
+   */
+  private intrChanged(level: boolean): void {
+    const cpu = this.cpu, v = this.vmcs;
+    if (!v.pin.externalInterruptExiting) return;
+    if (level) {
+      if ((cpu.flags & IF_FLAG) !== 0 && !cpu.intrShadow) return;
+      if (v.proc.interruptWindowExiting) return; // already waiting for the window
+      // The PIC is acknowledged at injection, not on exit: the vector is not known yet.
+      this.exit(externalInterruptExit(v, 0)!);
+      v.proc.interruptWindowExiting = true;
+    } else if (v.proc.interruptWindowExiting && ((cpu.flags & IF_FLAG) === 0 || cpu.intrShadow)) {
+      // (With the window open the line falls because the CPU is acknowledging the interrupt.)
+      v.proc.interruptWindowExiting = false;
+      this.windowsCancelled++;
+    }
+  }
+
   /** See `CpuMonitor.onEvent`: charges exiting events, then lets the CPU deliver them. */
   onEvent(cpu: Cpu, vector: number, code: number, kind: EventKind): boolean {
     let x: VmExit | null = null;
-    if (kind === EventKind.External) x = externalInterruptExit(this.vmcs, vector);
+    if (kind === EventKind.External && this.vmcs.proc.interruptWindowExiting) {
+      // The CPU takes the interrupt at the first boundary with IF = 1 and no blocking: that
+      // is where the window exit happens; the monitor injects the interrupt and clears the control.
+      x = interruptWindowExit(this.vmcs, (cpu.flags & IF_FLAG) !== 0, cpu.intrShadow);
+      this.vmcs.proc.interruptWindowExiting = false;
+    } else if (kind === EventKind.External) x = externalInterruptExit(this.vmcs, vector);
     else if (kind === EventKind.Fault || kind === EventKind.Trap) x = exceptionExit(this.vmcs, vector, code < 0 ? 0 : code, cpu.cr2 >>> 0);
-    if (x !== null) this.exit(x);
     const sh = this.shadow;
-    if (sh === null) return false;
-    if (vector === Vec.PF && kind === EventKind.Fault) {
-      // The exit above was the #PF; the monitor decides whose fault it is.
+    if (sh !== null && vector === Vec.PF && kind === EventKind.Fault) {
+      // A #PF exit (#PF is in the exception bitmap under shadow paging): the root-mode
+      // handler is the shadow software, which decides whose fault it is. A hidden or trace
+      // fault costs the exit and entry plus what that software costs in every shadowing
+      // mode (`shadowFaultCharge`, the figures `full` charges); the guest's own fault costs
+      // the exit and the `exceptionOrNmi` handler, which injects it.
+      const drops = sh.stats.syncDrops;
       const out = this.shadowWork(() => sh.handleFault(code, (code & 4) !== 0));
+      const ch = shadowFaultCharge(this.shadowCosts, out, sh.stats.syncDrops - drops);
+      if (x !== null) this.exit(x, ch !== null ? 0 : undefined);
+      if (ch !== null) this.cpu.charge(ch[0], ch[1]);
       switch (out) {
         case FaultOutcome.Hidden:
         case FaultOutcome.Trace:
@@ -209,6 +276,8 @@ export class HwMonitor {
           return true;
       }
     }
+    if (x !== null) this.exit(x);
+    if (sh === null) return false;
     this.prefaultDelivery(vector);
     return false;
   }
@@ -239,24 +308,28 @@ export class HwMonitor {
     sh.prefault(sp - 24, true);
   }
 
-  /** Runs shadow-paging work and charges what it built and dropped (profile `monitor`). */
+  /**
+   * Runs shadow-paging work and charges the shadow address spaces it built (the drops of a
+   * trace are part of the trace fault's charge, `shadowFaultCharge`).
+   */
   private shadowWork<T>(f: () => T): T {
-    const s = this.shadow!.stats, m = this.costs.monitor;
-    const built = s.spacesBuilt, drops = s.syncDrops;
+    const s = this.shadow!.stats;
+    const built = s.spacesBuilt;
     const r = f();
-    if (m !== undefined) {
-      if (s.spacesBuilt > built) this.cpu.charge('shadow-build', (s.spacesBuilt - built) * m.shadowSpaceCreate);
-      if (s.syncDrops > drops) this.cpu.charge('shadow-sync', (s.syncDrops - drops) * m.shadowPteDrop);
-    }
+    if (s.spacesBuilt > built) this.cpu.charge(SHADOW_CATEGORY.build, shadowBuildCharge(this.shadowCosts, s.spacesBuilt - built));
     return r;
   }
 
-  /** Charges one VM exit and the entry that follows it, and counts it. */
-  exit(x: VmExit): void {
+  /**
+   * Charges one VM exit and the entry that follows it, and counts it; `handler` is the
+   * root-mode handler's cycles (default: the profile's figure for the reason; 0 when the
+   * caller charges the handler's work to its own category, as the shadow software's).
+   */
+  exit(x: VmExit, handler?: number): void {
     const r = x.reason;
     this.exitsByReason.set(r, (this.exitsByReason.get(r) ?? 0) + 1);
     const c = this.costs;
-    this.cpu.charge(exitCategory(r), c.vmExit + c.vmEntry + (c.handlerByReason[r] ?? 0));
+    this.cpu.charge(exitCategory(r), c.vmExit + c.vmEntry + (handler ?? c.handlerByReason[r] ?? 0));
     this.transition(); // the exit
     this.transition(); // the entry
   }
@@ -289,6 +362,8 @@ export class HwMonitor {
         const port = immediate ? this.lastImm8(cpu) : cpu.r16[EDX << 1]!;
         const isIn = op === 0xe4 || op === 0xe5 || op === 0xec || op === 0xed || op === 0x6c || op === 0x6d;
         const x = ioExit(this.vmcs, { port, size: size as 1 | 2 | 4, in: isIn, string: op < 0x70, rep: op < 0x70 && cpu.rep !== 0, immediate });
+        // No device behind the port: the bus read all ones / dropped the write; counted.
+        if (x !== null && unassignedPort(this.machine.io, port, size as 1 | 2 | 4, isIn)) this.unassignedPortAccesses++;
         // The access is handled by the monitor's device model (once per exit, also for REP).
         if (x !== null && this.costs.devices !== undefined) cpu.charge('device', Math.round(this.costs.devices.portIoEmulation));
         return x;
@@ -394,7 +469,7 @@ export class HwMonitor {
 
 /** Exit reasons the overlay and `onEvent` can produce (for tests and the run record). */
 export const HW_EXIT_REASONS: readonly number[] = [
-  ExitReason.ExceptionOrNmi, ExitReason.ExternalInterrupt, ExitReason.Cpuid, ExitReason.Hlt, ExitReason.Invd,
+  ExitReason.ExceptionOrNmi, ExitReason.ExternalInterrupt, ExitReason.InterruptWindow, ExitReason.Cpuid, ExitReason.Hlt, ExitReason.Invd,
   ExitReason.Invlpg, ExitReason.Rdtsc, ExitReason.CrAccess, ExitReason.MovDr, ExitReason.IoInstruction,
   ExitReason.Rdmsr, ExitReason.Wrmsr, ExitReason.Wbinvd,
 ];

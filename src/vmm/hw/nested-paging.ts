@@ -25,6 +25,7 @@ import { TLB_DIRTY, TLB_GLOBAL, TLB_SUP_WRITE, TLB_USER_READ, TLB_USER_WRITE, ty
 import { EPT_RWX, EPT_W, EptBuilder, EptMemType, EptWalker, NestedFault, NestedWalker, type EptCacheOptions } from './ept.js';
 import { ExitReason } from './exit-reasons.js';
 import type { VmExit } from './vmcs.js';
+import { mutant } from '../mutants.js';
 
 const CR0_WP = 0x10000, CR4_PGE = 0x80;
 
@@ -50,6 +51,8 @@ export class NestedPaging {
     this.guestSize = mem.guestSize;
     this.builder = new EptBuilder(mem, mem.guestSize, mem.size - (mem.size % 4096));
     this.builder.map(0, 0, mem.guestSize, EPT_RWX, EptMemType.WB, largePages);
+    if (mutant('ept-off-by-one')) this.builder.map(mem.guestSize - 4096, mem.guestSize, 4096, EPT_RWX); // verifier mutant
+    if (mutant('ept-extra-page')) this.builder.map(mem.guestSize, mem.guestSize, 4096, EPT_RWX); // verifier mutant
     this.ept = new EptWalker(mem, this.builder.eptp, caches);
     this.walker = new NestedWalker(mem, this.ept);
     // Past the end of memory: PhysicalMemory reads all-ones there and drops writes.

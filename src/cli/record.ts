@@ -1,0 +1,151 @@
+/**
+ * `virtlab record`: runs a guest natively and writes its trace (docs/trace-format.md).
+ */
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ImageError } from '../guest/elf.js';
+import { loadProfile, DEFAULT_PROFILE } from '../profiles/index.js';
+import { recordTrace } from '../trace/recorder.js';
+import { serializeRunRecord, writeFileAtomic } from '../trace/run-record.js';
+import { UsageError } from './errors.js';
+import { parseParamList, WORKLOAD_PREFIX, workloadForExec, type ExecWorkload } from './workloads.js';
+
+export const RECORD_USAGE = `usage: virtlab record <image> -o FILE [options]
+       virtlab record workload:NAME -o FILE [--param k=v ...] [--seed N] [options]
+
+Runs the guest natively (as virtlab exec does) and writes a trace: the guest image, the
+machine, and every nondeterministic input at its logical position (interrupts, device
+register reads, disk completions, frame arrivals, RDTSC values), with checkpoints of the
+guest's state. Replay it under any mode with virtlab replay. The same command gives the
+same bytes. The console goes to stdout; the exit status is the guest's, as for exec.
+
+options:
+  -o, --output FILE      the trace file to write (atomically)
+  --seed N               seed of the devices' timing and traffic generators (disk latency
+                         jitter, frame arrivals, echo jitter); default: the workload's
+  --param k=v            with workload:NAME: a workload parameter (repeatable)
+  --max-instructions N   stop after N instructions (default 1000000000; a workload's own budget)
+  --memory MiB           RAM size (default 64)
+  --profile NAME|FILE    cost profile of the recording run (default ${DEFAULT_PROFILE}): it decides
+                         when, in instructions, the timer and devices interrupt
+  --flat ADDR            the image is a raw binary loaded at ADDR (--entry ADDR, --real-mode)
+  --cmdline TEXT         Multiboot command line
+  --json FILE            also write the recording run's record (virtlab.run/1)
+  --checkpoint-interval N  instructions between state checkpoints (default 1048576)
+  -h, --help             this help
+`;
+
+function parseNumber(flag: string, text: string, min: number, max: number): number {
+  const t = text.replace(/_/g, '');
+  const v = /^0x[0-9a-f]+$/i.test(t) ? parseInt(t, 16) : /^[0-9]+$/.test(t) ? Number(t) : NaN;
+  if (!Number.isSafeInteger(v) || v < min || v > max) throw new UsageError(`${flag}: expected an integer in ${min}..${max}, got "${text}"`);
+  return v;
+}
+
+/** Writes bytes atomically: a temporary file in the same directory, then rename. */
+export function writeBytesAtomic(file: string, bytes: Uint8Array): void {
+  const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
+  try {
+    const fd = openSync(tmp, 'w');
+    try {
+      let o = 0;
+      while (o < bytes.length) o += writeSync(fd, bytes, o, bytes.length - o);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, file);
+  } catch (e) {
+    try { unlinkSync(tmp); } catch { /* nothing to clean up */ }
+    throw e;
+  }
+}
+
+/** `virtlab record`: returns the guest's exit status (UsageError/ImageError/ProfileError for bad input). */
+export function recordCommand(argv: string[], out: { stdout: (b: Uint8Array) => void; stderr: (s: string) => void; help: (s: string) => void }): number {
+  const { values, positionals } = (() => {
+    try {
+      return parseArgs({
+        args: argv, allowPositionals: true, strict: true,
+        options: {
+          output: { type: 'string', short: 'o' },
+          seed: { type: 'string' },
+          param: { type: 'string', multiple: true },
+          'max-instructions': { type: 'string' },
+          memory: { type: 'string' },
+          profile: { type: 'string' },
+          flat: { type: 'string' },
+          entry: { type: 'string' },
+          'real-mode': { type: 'boolean' },
+          cmdline: { type: 'string' },
+          json: { type: 'string' },
+          'checkpoint-interval': { type: 'string' },
+          help: { type: 'boolean', short: 'h' },
+        },
+      });
+    } catch (e) {
+      throw new UsageError(`record: ${(e as Error).message}`);
+    }
+  })();
+  if (values.help) { out.help(RECORD_USAGE); return 0; }
+  if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'record: missing <image>' : `record: expected one image, got ${positionals.length}: ${positionals.join(' ')}`);
+  if (values.output === undefined) throw new UsageError('record: -o FILE is required (where to write the trace)');
+  const imagePath = positionals[0]!;
+  const seed = values.seed !== undefined ? parseNumber('--seed', values.seed, 0, 0xffffffff) : null;
+  const memoryMiB = values.memory !== undefined ? parseNumber('--memory', values.memory, 1, 2048) : 64;
+  const maxGiven = values['max-instructions'] !== undefined ? parseNumber('--max-instructions', values['max-instructions'], 1, Number.MAX_SAFE_INTEGER) : undefined;
+  const ck = values['checkpoint-interval'] !== undefined ? parseNumber('--checkpoint-interval', values['checkpoint-interval'], 1024, 1 << 30) : undefined;
+  const flat = values.flat !== undefined ? parseNumber('--flat', values.flat, 0, 0xffffffff) : undefined;
+  if (flat === undefined && (values.entry !== undefined || values['real-mode'])) throw new UsageError('--entry and --real-mode need --flat ADDR');
+  if (flat !== undefined && values.cmdline !== undefined) throw new UsageError('--cmdline is for Multiboot images, not with --flat');
+  const entry = values.entry !== undefined ? parseNumber('--entry', values.entry, 0, 0xffffffff) : undefined;
+  let workload: ExecWorkload | null = null;
+  let workloadInfo: { name: string; params: Record<string, string> } | null = null;
+  if (imagePath.startsWith(WORKLOAD_PREFIX)) {
+    if (flat !== undefined) throw new UsageError('--flat is for raw binaries, not workload:NAME');
+    workload = workloadForExec(imagePath, values.param ?? []);
+    workloadInfo = { name: imagePath.slice(WORKLOAD_PREFIX.length), params: parseParamList(values.param ?? []) };
+  } else if (values.param !== undefined) {
+    throw new UsageError('--param is for workload:NAME images');
+  }
+  const profile = loadProfile(values.profile ?? DEFAULT_PROFILE);
+  const bytes = workload ? workload.bytes : readImage(imagePath);
+  const rec = recordTrace({
+    image: { bytes, path: imagePath },
+    flat: flat !== undefined ? { loadAddress: flat, entry, mode: values['real-mode'] ? 'real' : 'protected32' } : undefined,
+    cmdline: values.cmdline ?? '',
+    memoryMiB,
+    devices: workload?.machine,
+    workload: workloadInfo,
+    seed,
+    profile,
+    maxInstructions: maxGiven ?? workload?.maxInstructions ?? 1_000_000_000,
+    checkpointInterval: ck,
+    ramDigestEvery: ck !== undefined ? ck * 64 : undefined,
+    onConsole: (chunk) => out.stdout(chunk),
+  });
+  if (rec.run.message !== null) out.stderr(`virtlab: ${imagePath}: ${rec.run.message}\n`);
+  try {
+    writeBytesAtomic(values.output, rec.bytes);
+  } catch (e) {
+    throw new UsageError(`-o ${values.output}: cannot write the trace (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  if (values.json !== undefined) {
+    try {
+      writeFileAtomic(values.json, serializeRunRecord(rec.run.record));
+    } catch (e) {
+      throw new UsageError(`--json ${values.json}: cannot write the run record (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+  }
+  return rec.run.status;
+}
+
+function readImage(path: string): Uint8Array {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new ImageError(path, code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : `cannot read (${code ?? String(e)})`);
+  }
+}

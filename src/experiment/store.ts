@@ -1,0 +1,131 @@
+/**
+ * The result store of an experiment directory:
+ *   DIR/experiment.json   the manifest: scenario (as given) and its hash, the units in order
+ *                         with their memberships, provenance
+ *   DIR/runs/<id>.json    one finished unit each (UnitResult), written atomically
+ * A run file counts as done only if it parses and matches its unit (id and spec).
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeFileAtomic } from '../trace/run-record.js';
+import type { UnitResult } from './execute.js';
+import { canonicalJson, type RunUnit } from './matrix.js';
+import type { Scenario } from './scenario.js';
+
+/** Bad experiment directory (e.g. it holds another scenario's results). */
+export class StoreError extends Error {
+  override readonly name = 'StoreError';
+}
+
+/** Where the numbers came from. */
+export interface Provenance {
+  readonly virtlabVersion: string;
+  readonly gitCommit: string | null;
+  readonly gitDirty: boolean | null;
+  readonly node: string;
+  readonly platform: string;
+}
+
+/** DIR/experiment.json. */
+export interface Manifest {
+  readonly schema: 'virtlab.experiment/1';
+  readonly scenario: { readonly name: string; readonly file: string; readonly sha256: string; readonly content: unknown; readonly description: string };
+  readonly seeds: readonly number[] | null;
+  readonly profiles: readonly { readonly label: string; readonly id: string; readonly set: Readonly<Record<string, number>> }[];
+  readonly sweeps: Scenario['sweeps'];
+  readonly units: readonly RunUnit[];
+  readonly provenance: Provenance;
+}
+
+/** The package root: the directory with package.json above this module (source tree or dist/). */
+export function packageRoot(): string {
+  for (const up of ['../../', '../../../']) {
+    const p = new URL(up, import.meta.url).pathname;
+    if (existsSync(join(p, 'package.json'))) return p;
+  }
+  return process.cwd();
+}
+
+/** virtlab's version, git commit (if in a git checkout), Node version. */
+export function currentProvenance(): Provenance {
+  const root = packageRoot();
+  let version = 'unknown';
+  try { version = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version; } catch { /* not found */ }
+  let gitCommit: string | null = null, gitDirty: boolean | null = null;
+  try {
+    gitCommit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: root, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+    gitDirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: root, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim() !== '';
+  } catch { /* not a git checkout */ }
+  return { virtlabVersion: version, gitCommit, gitDirty, node: process.version, platform: `${process.platform}-${process.arch}` };
+}
+
+export function manifestFor(s: Scenario, units: readonly RunUnit[]): Manifest {
+  return {
+    schema: 'virtlab.experiment/1',
+    scenario: { name: s.name, file: s.file, sha256: s.sha256, content: s.source, description: s.description },
+    seeds: s.seeds,
+    profiles: s.profiles.map((p) => ({ label: p.label, id: p.id, set: p.set })),
+    sweeps: s.sweeps,
+    units,
+    provenance: currentProvenance(),
+  };
+}
+
+export const runsDir = (dir: string): string => join(dir, 'runs');
+export const runFile = (dir: string, id: string): string => join(runsDir(dir), `${id}.json`);
+export const manifestFile = (dir: string): string => join(dir, 'experiment.json');
+
+/** Reads DIR/experiment.json (StoreError if missing or unreadable). */
+export function readManifest(dir: string): Manifest {
+  const f = manifestFile(dir);
+  if (!existsSync(f)) throw new StoreError(`${dir}: no experiment here (no experiment.json; run virtlab experiment SCENARIO -o ${dir})`);
+  try {
+    const m = JSON.parse(readFileSync(f, 'utf8')) as Manifest;
+    if (m.schema !== 'virtlab.experiment/1') throw new Error(`schema is ${String(m.schema)}, expected virtlab.experiment/1`);
+    return m;
+  } catch (e) {
+    throw new StoreError(`${f}: not a valid experiment manifest (${(e as Error).message})`);
+  }
+}
+
+/**
+ * Prepares DIR for a scenario: creates it, or checks that it holds the same scenario (by
+ * hash). Results of a different scenario are never overwritten; an existing experiment needs
+ * `resume`.
+ */
+export function openStore(dir: string, manifest: Manifest, resume: boolean): void {
+  const f = manifestFile(dir);
+  if (existsSync(f)) {
+    const old = readManifest(dir);
+    if (old.scenario.sha256 !== manifest.scenario.sha256) {
+      throw new StoreError(`${dir} holds results of another scenario (${old.scenario.name}, ${old.scenario.file}, sha256 ${old.scenario.sha256.slice(0, 12)}…, now ${manifest.scenario.sha256.slice(0, 12)}…): nothing was overwritten; choose another -o directory or remove it`);
+    }
+    if (!resume) throw new StoreError(`${dir} already holds this experiment: use --resume to finish it (finished runs are kept), or choose another -o directory`);
+  } else if (existsSync(runsDir(dir))) {
+    throw new StoreError(`${dir} has a runs/ directory but no experiment.json: nothing was overwritten; choose another -o directory`);
+  }
+  mkdirSync(runsDir(dir), { recursive: true });
+  writeFileAtomic(f, JSON.stringify(manifest, null, 2) + '\n');
+}
+
+/** A stored result if DIR/runs/<id>.json exists, parses and belongs to this unit; else null. */
+export function readResult(dir: string, unit: RunUnit): UnitResult | null {
+  const f = runFile(dir, unit.id);
+  if (!existsSync(f)) return null;
+  try {
+    const r = JSON.parse(readFileSync(f, 'utf8')) as UnitResult;
+    if (r.schema !== 'virtlab.experiment-run/1' || r.id !== unit.id) return null;
+    if (canonicalJson(r.spec) !== canonicalJson(unit.spec)) return null;
+    if (r.status !== 'ok' && r.status !== 'failed') return null;
+    if (r.status === 'ok' && (r.record === null || typeof r.record.cycles !== 'number' || !Array.isArray(r.timeline))) return null;
+    return r;
+  } catch {
+    return null;
+  }
+}
+
+/** Writes a unit's result atomically (temporary file, then rename). */
+export function writeResult(dir: string, r: UnitResult): void {
+  writeFileAtomic(runFile(dir, r.id), JSON.stringify(r) + '\n');
+}

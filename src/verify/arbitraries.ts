@@ -1,0 +1,128 @@
+/**
+ * fast-check arbitraries for the verifier's guests (guest-program.ts): instructions over the
+ * implemented ISA, sensitive and privileged ones included; kernel-level actions (page-table
+ * writes with arbitrary frame numbers, CR3 switches, accesses through the changed mappings,
+ * port accesses, DMA descriptors pointing anywhere); whole programs. Every arbitrary shrinks
+ * towards fewer, simpler items (fast-check's array and record shrinking), so a
+ * counterexample ends as a minimal program (`listing` prints it as disassembly).
+ */
+import fc from 'fast-check';
+import {
+  ALU_OPS, LAYOUT, PROBE_SELECTORS, REGS, SHIFT_OPS, UNARY_OPS,
+  type Act, type GuestProgram, type Ins, type Item, type RegName,
+} from './guest-program.js';
+
+/** A 32-bit value with interesting bit patterns more often than uniform. */
+export const value32 = (): fc.Arbitrary<number> => fc.oneof(
+  fc.constantFrom(0, 1, -1, 0x7fffffff, -0x80000000, 0x80, 0xff, 0x8000, 0xffff),
+  fc.integer({ min: -64, max: 64 }),
+  fc.integer({ min: -0x80000000, max: 0x7fffffff }),
+);
+
+const reg = (): fc.Arbitrary<RegName> => fc.constantFrom(...REGS);
+const off = (): fc.Arbitrary<number> => fc.integer({ min: 0, max: 0x3ff }).map((w) => w * 4);
+const selector = (): fc.Arbitrary<number> => fc.oneof(fc.constantFrom(...PROBE_SELECTORS), fc.integer({ min: 0, max: 0xffff }));
+
+/** Unprivileged, non-sensitive instructions (identical in every mode by construction). */
+export const plainInstruction = (): fc.Arbitrary<Ins> => fc.oneof(
+  { weight: 3, arbitrary: fc.record({ op: fc.constant('alu' as const), f: fc.constantFrom(...ALU_OPS), d: reg(), s: reg() }) },
+  { weight: 2, arbitrary: fc.record({ op: fc.constant('alui' as const), f: fc.constantFrom(...ALU_OPS), d: reg(), imm: value32() }) },
+  { weight: 2, arbitrary: fc.record({ op: fc.constant('movi' as const), d: reg(), imm: value32() }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('shift' as const), f: fc.constantFrom(...SHIFT_OPS), d: reg(), n: fc.integer({ min: 0, max: 31 }) }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('unary' as const), f: fc.constantFrom(...UNARY_OPS), d: reg() }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('imul' as const), d: reg(), s: reg() }) },
+  { weight: 2, arbitrary: fc.record({ op: fc.constant('load' as const), d: reg(), off: off() }) },
+  { weight: 2, arbitrary: fc.record({ op: fc.constant('store' as const), s: reg(), off: off() }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('pushpop' as const), s: reg(), d: reg() }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('out' as const), v: fc.integer({ min: 0x20, max: 0x7e }) }) },
+);
+
+/**
+ * Sensitive unprivileged instructions (they read privileged state without trapping when
+ * deprivileged) and privileged ones (they trap and are emulated). `exclude` names ops to
+ * leave out (`movsreg:cs` for one segment register).
+ */
+export const systemInstruction = (exclude: ReadonlySet<string> = new Set()): fc.Arbitrary<Ins> | null => {
+  const ok = (op: string): boolean => !exclude.has(op);
+  const pick = <T extends string>(...ops: T[]): T[] => ops.filter(ok);
+  const arbs: fc.Arbitrary<Ins>[] = [];
+  if (ok('pushf')) arbs.push(fc.record({ op: fc.constant('pushf' as const), d: reg() }));
+  if (ok('popf')) arbs.push(fc.record({ op: fc.constant('popf' as const), imm: fc.oneof(fc.constantFrom(0x2, 0x202, 0x3002, 0x3202, 0x1202, 0x2046, 0x200202), value32()) }));
+  const tables = pick('sgdt', 'sidt');
+  if (tables.length > 0) arbs.push(fc.record({ op: fc.constantFrom(...tables), off: off() }));
+  const stores = pick('sldt', 'str', 'smsw');
+  if (stores.length > 0) arbs.push(fc.record({ op: fc.constantFrom(...stores), d: reg() }));
+  const probes = pick('lar', 'lsl');
+  if (probes.length > 0) arbs.push(fc.record({ op: fc.constantFrom(...probes), d: reg(), sel: selector() }));
+  const verify = pick('verr', 'verw');
+  if (verify.length > 0) arbs.push(fc.record({ op: fc.constantFrom(...verify), d: reg(), sel: selector() }));
+  const segs = (['cs', 'ss', 'ds'] as const).filter((g) => ok(`movsreg:${g}`) && ok('movsreg'));
+  if (segs.length > 0) arbs.push(fc.record({ op: fc.constant('movsreg' as const), d: reg(), seg: fc.constantFrom(...segs) }));
+  const ints = pick('cli', 'sti');
+  if (ints.length > 0) arbs.push(fc.record({ op: fc.constantFrom(...ints) }) as fc.Arbitrary<Ins>);
+  if (ok('crread')) arbs.push(fc.record({ op: fc.constant('crread' as const), d: reg(), cr: fc.constantFrom(0 as const, 2 as const, 3 as const, 4 as const) }));
+  return arbs.length === 0 ? null : fc.oneof(...arbs);
+};
+
+/** Any instruction: mostly plain, some system ones, sometimes a counted loop of plain ones. */
+export const instruction = (systemWeight = 1, exclude: ReadonlySet<string> = new Set()): fc.Arbitrary<Ins> => {
+  const sys = systemWeight > 0 ? systemInstruction(exclude) : null;
+  const loop = fc.record({ op: fc.constant('loop' as const), n: fc.integer({ min: 1, max: 4 }), body: fc.array(plainInstruction(), { minLength: 1, maxLength: 4 }) });
+  return sys === null
+    ? fc.oneof({ weight: 6, arbitrary: plainInstruction() }, { weight: 1, arbitrary: loop })
+    : fc.oneof({ weight: 6, arbitrary: plainInstruction() }, { weight: systemWeight, arbitrary: sys }, { weight: 1, arbitrary: loop });
+};
+
+const GUEST_FRAMES = (LAYOUT.guestMiB << 20) >>> 12;
+
+/**
+ * A frame number for a page-table entry: the guest's own pages of interest (data, page
+ * tables, code, descriptor tables), anywhere in its RAM, its last frames, just beyond its RAM
+ * (monitor memory under a monitor), or far away.
+ */
+export const frameNumber = (): fc.Arbitrary<number> => fc.oneof(
+  fc.constantFrom(0x200, 0x201, 0x202, 0x300, 0x301, 0x302, 0x303, 0x304, 0x10, 0x13, 0x500, 0x510),
+  fc.integer({ min: 0, max: GUEST_FRAMES - 1 }),
+  fc.integer({ min: GUEST_FRAMES - 4, max: GUEST_FRAMES + 16 }),
+  fc.integer({ min: 0, max: 0xfffff }),
+);
+
+const page = (): fc.Arbitrary<number> => fc.integer({ min: 0, max: LAYOUT.playgroundPages - 1 });
+
+/** Kernel-level actions on paging and ports (no DMA: see `dmaAction`). */
+export const kernelAction = (): fc.Arbitrary<Act> => fc.oneof(
+  { weight: 3, arbitrary: fc.record({ op: fc.constant('pte' as const), t: fc.constantFrom(0 as const, 1 as const), page: page(), frame: frameNumber(), flags: fc.oneof(fc.constant(7), fc.integer({ min: 0, max: 7 })) }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('cr3' as const), t: fc.constantFrom(0 as const, 1 as const) }) },
+  { weight: 3, arbitrary: fc.record({ op: fc.constant('rd' as const), d: reg(), page: page(), off: off() }) },
+  { weight: 3, arbitrary: fc.record({ op: fc.constant('wr' as const), s: reg(), page: page(), off: off() }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('port' as const), port: fc.constantFrom(0xe9, 0x80, 0xe0, 0xed), v: fc.integer({ min: 0, max: 255 }) }) },
+);
+
+/** A DMA descriptor pointing anywhere: PRD table and buffer in RAM, at its end, or beyond. */
+export const dmaAction = (): fc.Arbitrary<Act> => {
+  const addr = fc.oneof(
+    fc.integer({ min: 0x600, max: 0x7ff }).map((f) => f * 0x1000),
+    fc.integer({ min: -2, max: 8 }).map((k) => ((LAYOUT.guestMiB << 20) + k * 0x200) >>> 0),
+    fc.integer({ min: 0, max: 0xfffff }).map((f) => (f * 0x1000) >>> 0),
+  );
+  return fc.record({ op: fc.constant('dma' as const), prd: addr, buf: addr, bytes: fc.constantFrom(512, 0x1000, 0x2000) });
+};
+
+/** Initial values of the seven registers a program may use. */
+export const registers = (): fc.Arbitrary<number[]> => fc.array(value32(), { minLength: REGS.length, maxLength: REGS.length });
+
+/** Programs of user-level and system instructions, paging off. */
+export const guestProgram = (options: { maxLength?: number; systemWeight?: number; exclude?: ReadonlySet<string> } = {}): fc.Arbitrary<GuestProgram> =>
+  fc.record({
+    regs: registers(),
+    items: fc.array(instruction(options.systemWeight ?? 1, options.exclude) as fc.Arbitrary<Item>, { minLength: 1, maxLength: options.maxLength ?? 24 }),
+    paging: fc.constant(false),
+  });
+
+/** Programs mixing instructions and kernel-level actions, paging on (two address spaces). */
+export const kernelProgram = (options: { maxLength?: number; dma?: boolean; systemWeight?: number } = {}): fc.Arbitrary<GuestProgram> => {
+  const item: fc.Arbitrary<Item> = options.dma
+    ? fc.oneof({ weight: 2, arbitrary: kernelAction() as fc.Arbitrary<Item> }, { weight: 1, arbitrary: dmaAction() as fc.Arbitrary<Item> }, { weight: 1, arbitrary: plainInstruction() as fc.Arbitrary<Item> })
+    : fc.oneof({ weight: 3, arbitrary: kernelAction() as fc.Arbitrary<Item> }, { weight: 2, arbitrary: instruction(options.systemWeight ?? 0) as fc.Arbitrary<Item> });
+  return fc.record({ regs: registers(), items: fc.array(item, { minLength: 1, maxLength: options.maxLength ?? 24 }), paging: fc.constant(true) });
+};

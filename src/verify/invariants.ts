@@ -1,0 +1,108 @@
+/**
+ * Resource-control invariants, checked on a running machine from outside (no side effects
+ * on the guest or the monitor): what the guest can reach through the real page tables (the
+ * shadow), the EPT, or DMA.
+ *
+ * - Shadow paging (`trap`, `full`, `hw-shadow`): every present shadow PTE below the
+ *   monitor's window maps a frame of guest RAM or `OPEN_BUS_FRAME`; it agrees with the
+ *   guest's own translation of that page (no stale or wrong frame); it is writable only if
+ *   the guest's mapping is and the frame is not a traced page table; user-accessible only if
+ *   the guest's mapping is; shadow tables live in monitor memory.
+ * - Nested paging (`hw-nested`): the EPT maps every guest-physical page of RAM to itself and
+ *   nothing beyond the guest's RAM.
+ * - DMA: nothing above the guest's RAM changed (checked on a native machine given spare
+ *   memory above its RAM, which nobody may write).
+ */
+import type { Machine } from '../machine/machine.js';
+import { OPEN_BUS_FRAME, type ShadowPaging } from '../vmm/shadow-paging.js';
+import type { Monitor } from '../vmm/index.js';
+import type { NestedPaging } from '../vmm/hw/nested-paging.js';
+
+const WINDOW_PDE = 1023;
+
+/** The shadow paging object of a monitor that has one (trap, full, hw --paging shadow), else null. */
+export function shadowOf(monitor: Monitor | null): ShadowPaging | null {
+  const m = monitor as unknown as { shadow?: ShadowPaging | null; trap?: { shadow?: ShadowPaging } } | null;
+  return m?.shadow ?? m?.trap?.shadow ?? null;
+}
+
+/** The nested paging object of `hw --paging nested`, else null. */
+export function nestedOf(monitor: Monitor | null): NestedPaging | null {
+  return (monitor as unknown as { nested?: NestedPaging | null } | null)?.nested ?? null;
+}
+
+const hex = (v: number): string => '0x' + (v >>> 0).toString(16);
+
+/** The first violated shadow invariant, or null. */
+export function checkShadow(m: Machine, sp: ShadowPaging): string | null {
+  const mem = m.mem, guest = mem.guestSize;
+  const pd = (m.cpu.cr3 & 0xfffff000) >>> 0;
+  if (pd < guest) return `the real CR3 ${hex(pd)} is in guest RAM`;
+  for (let i = 0; i < WINDOW_PDE; i++) {
+    const pde = mem.read32(pd + 4 * i);
+    if ((pde & 1) === 0) continue;
+    const pt = (pde & 0xfffff000) >>> 0;
+    if (pt < guest) return `shadow PDE ${i} points at ${hex(pt)}, in guest RAM`;
+    for (let j = 0; j < 1024; j++) {
+      const pte = mem.read32(pt + 4 * j);
+      if ((pte & 1) === 0) continue;
+      const lin = ((i << 22) | (j << 12)) >>> 0;
+      const frame = (pte & 0xfffff000) >>> 0;
+      if (frame !== OPEN_BUS_FRAME && frame + 4096 > guest) return `shadow maps ${hex(lin)} to ${hex(frame)}, outside guest RAM`;
+      const g = sp.guestTranslate(lin, false, false);
+      if (g < 0) return `shadow maps ${hex(lin)} (to ${hex(frame)}) where the guest has no mapping`;
+      const gf = (g & 0xfffff000) >>> 0;
+      const want = gf + 4096 <= guest ? gf : OPEN_BUS_FRAME;
+      if (frame !== want) return `shadow maps ${hex(lin)} to ${hex(frame)}, the guest to ${hex(gf)}`;
+      if ((pte & 2) !== 0) {
+        if (sp.guestTranslate(lin, true, false) < 0) return `shadow PTE for ${hex(lin)} is writable, the guest's mapping is read-only`;
+        if (sp.isTraced(frame)) return `shadow PTE for ${hex(lin)} is writable, but ${hex(frame)} is a traced guest page table`;
+      }
+      if ((pte & 4) !== 0 && sp.guestTranslate(lin, false, true) < 0) return `shadow PTE for ${hex(lin)} is user-accessible, the guest's mapping is supervisor-only`;
+    }
+  }
+  return null;
+}
+
+/** Reads a 4-level EPT for `gpa` without side effects: host-physical address or -1. */
+function eptLookup(m: Machine, eptp: number, gpa: number): number {
+  let table = (eptp & 0xfffff000) >>> 0;
+  const idx = [0, Math.floor(gpa / 2 ** 30) & 511, (gpa >>> 21) & 511, (gpa >>> 12) & 511];
+  for (let level = 0; level < 4; level++) {
+    const lo = m.mem.read32(table + 8 * idx[level]!);
+    if ((lo & 7) === 0) return -1;
+    const addr = (lo & 0xfffff000) >>> 0;
+    if (level === 1 && (lo & 0x80) !== 0) return (((lo & 0xc0000000) >>> 0) + (gpa % 2 ** 30));
+    if (level === 2 && (lo & 0x80) !== 0) return (((lo & 0xffe00000) >>> 0) + (gpa & 0x1fffff)) >>> 0;
+    if (level === 3) return (addr + (gpa & 0xfff)) >>> 0;
+    table = addr;
+  }
+  return -1;
+}
+
+/** The first violated EPT invariant, or null (checks every page of RAM and 1 MiB beyond). */
+export function checkEpt(m: Machine, np: NestedPaging): string | null {
+  const guest = m.mem.guestSize, eptp = np.builder.eptp;
+  for (let gpa = 0; gpa < guest + (1 << 20); gpa += 4096) {
+    const h = eptLookup(m, eptp, gpa);
+    if (gpa < guest && h !== gpa) return `EPT maps guest-physical ${hex(gpa)} to ${h < 0 ? 'nothing' : hex(h)}`;
+    if (gpa >= guest && h >= 0) return `EPT maps guest-physical ${hex(gpa)}, beyond guest RAM, to ${hex(h)}`;
+  }
+  return null;
+}
+
+/** Memory above the guest's RAM on a machine where nobody may write it: the first nonzero word, or null. */
+export function checkNothingAboveRam(m: Machine): string | null {
+  const i32 = m.mem.i32;
+  for (let i = m.mem.guestSize >>> 2; i < i32.length; i++) if (i32[i] !== 0) return `memory at ${hex(i * 4)}, beyond guest RAM, was written (${hex(i32[i]!)})`;
+  return null;
+}
+
+/** The invariant check for a configuration's monitor (shadow or EPT), or null for none. */
+export function mappingCheck(m: Machine, monitor: Monitor | null): string | null {
+  const sp = shadowOf(monitor);
+  if (sp !== null) return checkShadow(m, sp);
+  const np = nestedOf(monitor);
+  if (np !== null) return checkEpt(m, np);
+  return null;
+}

@@ -1,0 +1,340 @@
+/**
+ * The verifier's properties (issue 8; docs/verification.md). Each searches with fast-check
+ * (bounded runs, a fixed seed) and returns a report: whether the property held (or, for
+ * `trap-not-equivalent`, whether the expected counterexamples were found), the runs and
+ * seconds to the first counterexample, and the shrunk counterexample as disassembly.
+ */
+import fc from 'fast-check';
+import { performance } from 'node:perf_hooks';
+import { runGuest } from '../trace/run-guest.js';
+import { runMultiVm, CLAIMS_TIMING_ISOLATION, TLB_POLICIES, type TlbPolicy } from '../vmm/multi-vm.js';
+import { checkMutant, withMutant } from '../vmm/mutants.js';
+import { guestProgram, kernelProgram } from './arbitraries.js';
+import {
+  buildGuest, firstMemoryDifference, LAYOUT, listing, outcomeOf, PRIVILEGED_OPS, SENSITIVE_OPS,
+  type GuestProgram, type Item,
+} from './guest-program.js';
+import { checkNothingAboveRam, mappingCheck } from './invariants.js';
+import { CONFIGS, prepare, runProgram, UNSUPPORTED_CONFIGS, verifyProfile, type Config, type VerifyRun } from './run.js';
+
+/** How a property is run. */
+export interface PropertyOptions {
+  readonly runs?: number;
+  readonly seed?: number;
+  /** Configurations to compare/check (default: the property's own). */
+  readonly configs?: readonly Config[];
+  /** A mutant active during the search (null: none). */
+  readonly mutant?: string | null;
+}
+
+/** A counterexample: the shrunk program, its disassembly, what went wrong. */
+export interface Counterexample {
+  readonly program: GuestProgram;
+  readonly listing: readonly string[];
+  readonly message: string;
+  /** Multi-VM properties: the other VM's two programs and the policy. */
+  readonly extra?: unknown;
+}
+
+export interface PropertyReport {
+  readonly property: string;
+  /** The property held (for `trap-not-equivalent`: the counterexamples were found). */
+  readonly ok: boolean;
+  readonly runs: number;
+  readonly seed: number;
+  readonly seconds: number;
+  readonly configs: readonly Config[];
+  /** Runs (1-based) and seconds until the first failing run, when one failed. */
+  readonly firstFailure: { readonly run: number; readonly seconds: number } | null;
+  readonly counterexample: Counterexample | null;
+  /** Property-specific findings (trap: the instructions found; noninterference: timing channels). */
+  readonly findings: readonly string[];
+  readonly notes: readonly string[];
+}
+
+/** A property of the catalogue. */
+export interface PropertyInfo {
+  readonly name: string;
+  readonly description: string;
+  /** Default configurations. */
+  readonly configs: readonly Config[];
+  readonly defaultRuns: number;
+  run(options: PropertyOptions): PropertyReport;
+}
+
+const REG_NAMES = ['eax', 'ecx', 'edx', 'ebx', 'esp', 'ebp', 'esi', 'edi', 'flags', 'exception', 'error-code', 'cr2'];
+const hex = (v: number): string => '0x' + (v >>> 0).toString(16);
+
+/** The first guest-visible difference between two runs of one program, or null. */
+export function difference(a: VerifyRun, b: VerifyRun, paging: boolean): string | null {
+  if (a.outcome.exit !== b.outcome.exit) return `exit: ${a.outcome.exit} vs ${b.outcome.exit}`;
+  if (a.outcome.console !== b.outcome.console) return `console: ${a.outcome.console} vs ${b.outcome.console}`;
+  for (let i = 0; i < a.outcome.dump.length; i++) {
+    if (a.outcome.dump[i] !== b.outcome.dump[i]) return `${REG_NAMES[i]}: ${hex(a.outcome.dump[i]!)} vs ${hex(b.outcome.dump[i]!)}`;
+  }
+  const m = firstMemoryDifference(a.machine, b.machine, paging);
+  if (m !== null) return `memory at ${hex(m[0])}: ${hex(m[1])} vs ${hex(m[2])}`;
+  return null;
+}
+
+/** The system instructions (sensitive or privileged) of a program, loops flattened. */
+export function systemOps(items: readonly Item[]): string[] {
+  const out = new Set<string>();
+  const sys = new Set<string>([...SENSITIVE_OPS, ...PRIVILEGED_OPS]);
+  const walk = (xs: readonly Item[]): void => {
+    for (const it of xs) {
+      if (it.op === 'loop') walk(it.body);
+      else if (sys.has(it.op)) out.add(it.op === 'movsreg' ? `mov r32, ${(it as { seg: string }).seg}` : it.op);
+    }
+  };
+  walk(items);
+  return [...out];
+}
+
+interface Search<T> {
+  readonly failed: boolean;
+  readonly runs: number;
+  readonly firstFailure: { run: number; seconds: number } | null;
+  readonly counterexample: T | null;
+  readonly message: string | null;
+  readonly seconds: number;
+}
+
+/** fast-check search: `check` returns a failure message or null. */
+function search<T>(arb: fc.Arbitrary<T>, check: (x: T) => string | null, runs: number, seed: number): Search<T> {
+  const t0 = performance.now();
+  let n = 0, first: { run: number; seconds: number } | null = null;
+  const d = fc.check(fc.property(arb, (x) => {
+    if (first === null) n++;
+    const m = check(x);
+    if (m !== null) {
+      if (first === null) first = { run: n, seconds: (performance.now() - t0) / 1000 };
+      throw new Error(m);
+    }
+  }), { numRuns: runs, seed, endOnFailure: false });
+  const cx = d.failed && d.counterexample ? d.counterexample[0] as T : null;
+  const message = cx !== null ? (check(cx) ?? String((d.errorInstance as Error | undefined)?.message ?? 'failed')) : null;
+  return { failed: d.failed, runs: d.failed ? n : d.numRuns, firstFailure: first, counterexample: cx, message, seconds: (performance.now() - t0) / 1000 };
+}
+
+function report(name: string, o: PropertyOptions, configs: readonly Config[], s: Search<GuestProgram>, expectFailure = false, findings: string[] = [], notes: string[] = []): PropertyReport {
+  const cx = s.counterexample;
+  return {
+    property: name, ok: expectFailure ? s.failed : !s.failed, runs: s.runs, seed: o.seed ?? 1, seconds: s.seconds, configs,
+    firstFailure: s.firstFailure,
+    counterexample: cx === null ? null : { program: cx, listing: listing(cx.items), message: s.message ?? '' },
+    findings, notes,
+  };
+}
+
+const supported = (cs: readonly Config[]): Config[] => cs.filter((c) => UNSUPPORTED_CONFIGS[c] === undefined);
+const unsupportedNotes = (cs: readonly Config[]): string[] => cs.filter((c) => UNSUPPORTED_CONFIGS[c] !== undefined).map((c) => `${c} not run: ${UNSUPPORTED_CONFIGS[c]}`);
+
+/** Any program: user-level and system instructions, or kernel-level actions with paging. */
+const anyProgram = (): fc.Arbitrary<GuestProgram> => fc.oneof(guestProgram({ maxLength: 16 }), kernelProgram({ maxLength: 16 }));
+
+/** Runs `p` natively and under each config; the first difference, or null. */
+export function equivalenceCheck(p: GuestProgram, configs: readonly Config[]): string | null {
+  const bytes = buildGuest(p);
+  const ref = runProgram(p, 'native', { bytes });
+  for (const c of configs) {
+    if (c === 'native') continue;
+    const r = runProgram(p, c, { bytes });
+    const d = difference(ref, r, p.paging);
+    if (d !== null) return `native vs ${c}: ${d}`;
+  }
+  return null;
+}
+
+const EQUIVALENCE_DEFAULT = CONFIGS.filter((c) => c !== 'trap');
+
+const equivalence: PropertyInfo = {
+  name: 'equivalence',
+  description: "a generated guest's outcome (registers, flags, memory, console, exit) is the same natively and under each monitor (Popek and Goldberg's equivalence)",
+  configs: EQUIVALENCE_DEFAULT,
+  defaultRuns: 40,
+  run(o) {
+    const configs = supported(o.configs ?? EQUIVALENCE_DEFAULT);
+    const s = search(anyProgram(), (p) => equivalenceCheck(p, configs), o.runs ?? 40, o.seed ?? 1);
+    return report('equivalence', o, configs, s, false, [], unsupportedNotes(o.configs ?? EQUIVALENCE_DEFAULT));
+  },
+};
+
+/** Robin and Irvine (USENIX Security 2000): the 17 sensitive, unprivileged IA-32 instructions. */
+export const ROBIN_IRVINE = ['SGDT', 'SIDT', 'SLDT', 'SMSW', 'PUSHF', 'POPF', 'LAR', 'LSL', 'VERR', 'VERW', 'POP (segment)', 'PUSH (segment)', 'CALL far', 'JMP far', 'INT n', 'RET far', 'STR', 'MOV (segment)'];
+
+const trapNotEquivalent: PropertyInfo = {
+  name: 'trap-not-equivalent',
+  description: 'the checker finds on its own guests whose outcome under trap differs from native, and names the sensitive instructions responsible (repeating the search with each found instruction excluded)',
+  configs: ['trap'],
+  defaultRuns: 60,
+  run(o) {
+    const config = (o.configs ?? ['trap'])[0] ?? 'trap';
+    const seed = o.seed ?? 1;
+    const excluded = new Set<string>();
+    const findings: string[] = [];
+    let firstSearch: Search<GuestProgram> | null = null;
+    const t0 = performance.now();
+    let runs = 0;
+    // Each round: search, shrink, attribute, exclude what was found, search again.
+    for (let round = 0; round < 14; round++) {
+      const s = search(guestProgram({ maxLength: 8, systemWeight: 4, exclude: excluded }), (p) => equivalenceCheck(p, [config]), o.runs ?? 60, seed + round);
+      runs += s.runs;
+      firstSearch ??= s;
+      if (!s.failed || s.counterexample === null) break;
+      const ops = systemOps(s.counterexample.items);
+      findings.push(`${ops.join(' + ') || '(no system instruction)'}: ${s.message} — ${listing(s.counterexample.items).join('; ')}`);
+      if (ops.length === 0) break;
+      for (const op of ops) excluded.add(op.startsWith('mov r32, ') ? `movsreg:${op.slice(9)}` : op);
+    }
+    const s = firstSearch!;
+    return { ...report('trap-not-equivalent', o, [config], s, true, findings,
+      [`searched ${runs} programs in ${((performance.now() - t0) / 1000).toFixed(1)} s; compare with Robin & Irvine's list: ${ROBIN_IRVINE.join(', ')}`]), seconds: (performance.now() - t0) / 1000 };
+  },
+};
+
+const RESOURCE_DEFAULT = CONFIGS.filter((c) => c !== 'native');
+
+const resourceControl: PropertyInfo = {
+  name: 'resource-control',
+  description: "after random kernel-level actions (page-table writes with any frame number, CR3 switches, accesses, port I/O, DMA descriptors anywhere), no shadow or EPT mapping reaches a frame outside the guest's RAM, no shadow entry grants more than the guest's own tables, and DMA writes nothing beyond guest RAM",
+  configs: RESOURCE_DEFAULT,
+  defaultRuns: 25,
+  run(o) {
+    const configs = supported(o.configs ?? RESOURCE_DEFAULT);
+    const s = search(kernelProgram({ maxLength: 16, dma: true }), (p) => {
+      const bytes = buildGuest(p);
+      for (const c of configs) {
+        const r = runProgram(p, c, { bytes, disk: true, check: mappingCheck, checkEvery: 300 });
+        if (r.exit.startsWith('violation')) return `${c}: ${r.exit}`;
+      }
+      // DMA: a native machine with spare memory above its RAM that nobody may write.
+      const n = runProgram(p, 'native', { bytes, disk: true, nativeMonitorMiB: 1 });
+      const v = checkNothingAboveRam(n.machine);
+      return v === null ? null : `native + DMA: ${v}`;
+    }, o.runs ?? 25, o.seed ?? 1);
+    return report('resource-control', o, configs, s, false, [], unsupportedNotes(o.configs ?? RESOURCE_DEFAULT));
+  },
+};
+
+const accounting: PropertyInfo = {
+  name: 'accounting',
+  description: 'the cycle-accounting categories sum to the total; no category and no monitor counter is negative or fractional',
+  configs: supported(CONFIGS),
+  defaultRuns: 20,
+  run(o) {
+    const configs = supported(o.configs ?? CONFIGS);
+    const s = search(anyProgram(), (p) => {
+      const bytes = buildGuest(p);
+      for (const c of configs) {
+        const r = runProgram(p, c, { bytes });
+        const acc = r.machine.outcome().accounting;
+        let sum = 0;
+        for (const [k, v] of Object.entries(acc.categories)) {
+          if (!(v.cycles >= 0) || !(v.count >= 0)) return `${c}: category ${k} is negative (${v.cycles} cycles, ${v.count} events)`;
+          sum += v.cycles;
+        }
+        if (sum !== acc.total) return `${c}: categories sum to ${sum}, total ${acc.total}`;
+        for (const [k, v] of Object.entries(r.monitor?.stats() ?? {})) {
+          if (!Number.isInteger(v) || v < 0) return `${c}: monitor counter ${k} = ${v}`;
+        }
+      }
+      return null;
+    }, o.runs ?? 20, o.seed ?? 1);
+    return report('accounting', o, configs, s, false, [], unsupportedNotes(o.configs ?? CONFIGS));
+  },
+};
+
+const determinism: PropertyInfo = {
+  name: 'determinism',
+  description: 'the same guest under the same mode and profile gives the same run record, byte for byte (runGuest)',
+  configs: supported(CONFIGS),
+  defaultRuns: 10,
+  run(o) {
+    const configs = supported(o.configs ?? CONFIGS);
+    const s = search(anyProgram(), (p) => {
+      const bytes = buildGuest(p);
+      for (const c of configs) {
+        const spec = {
+          image: { bytes, path: 'verify-guest.bin' }, flat: { loadAddress: LAYOUT.code }, memoryMiB: LAYOUT.guestMiB,
+          mode: (c.startsWith('hw') ? 'hw' : c) as 'hw', modeOptions: { paging: c === 'hw-shadow' ? 'shadow' as const : 'nested' as const, vpid: true },
+          profile: verifyProfile(), maxInstructions: 200_000,
+        };
+        const a = JSON.stringify(runGuest(spec).record), b = JSON.stringify(runGuest(spec).record);
+        if (a !== b) {
+          let i = 0; while (a[i] === b[i]) i++;
+          return `${c}: run records differ at byte ${i}: …${a.slice(Math.max(0, i - 40), i + 40)}… vs …${b.slice(Math.max(0, i - 40), i + 40)}…`;
+        }
+      }
+      return null;
+    }, o.runs ?? 10, o.seed ?? 1);
+    return report('determinism', o, configs, s, false, [], unsupportedNotes(o.configs ?? CONFIGS));
+  },
+};
+
+/** Noninterference input: VM A's program, VM B's two secrets, the TLB policy, the quantum. */
+interface NiCase { a: GuestProgram; b0: GuestProgram; b1: GuestProgram; policy: TlbPolicy; quantum: number }
+
+/** Runs A beside B; A's outcome and cycles. */
+function runPair(a: GuestProgram, b: GuestProgram, config: Config, policy: TlbPolicy, quantum: number): { run: VerifyRun; cycles: number } {
+  const va = prepare(config, buildGuest(a)), vb = prepare(config, buildGuest({ ...b, spin: true }));
+  runMultiVm([va, vb], { quantum, tlb: policy, profile: verifyProfile().profile, maxInstructions: 400_000, stopWhen: 0 });
+  const m = va.machine;
+  const e = m.outcome().exit;
+  const exit = e.reason === 'exit-device' ? `exit ${e.code}` : `${e.reason}: ${'detail' in e ? e.detail : ''}`;
+  return { run: { outcome: outcomeOf(m, exit, Uint8Array.from(va.console), a.paging), machine: m, monitor: va.monitor, exit }, cycles: m.cpu.cycles };
+}
+
+const NI_DEFAULT: Config[] = ['native', 'full', 'hw-nested'];
+
+const noninterference: PropertyInfo = {
+  name: 'noninterference',
+  description: "two runs that differ only in VM B's program and data give VM A (same machine, round-robin, one monitor kind) the same outcome and memory; and the same cycle count where the TLB policy claims timing isolation (flush, tagged-partitioned); where it does not (tagged-shared), timing differences are reported as findings",
+  configs: NI_DEFAULT,
+  defaultRuns: 12,
+  run(o) {
+    const configs = supported(o.configs ?? NI_DEFAULT);
+    const channel = new Map<string, number>();
+    const prog = fc.oneof(guestProgram({ maxLength: 10 }), kernelProgram({ maxLength: 10 }));
+    const arb = fc.record({ a: kernelProgram({ maxLength: 10 }), b0: prog, b1: prog, policy: fc.constantFrom(...TLB_POLICIES), quantum: fc.constantFrom(50, 200, 1000) });
+    let cxCase: NiCase | null = null;
+    const s = search<NiCase>(arb, (k) => {
+      for (const c of configs) {
+        const r0 = runPair(k.a, k.b0, c, k.policy, k.quantum), r1 = runPair(k.a, k.b1, c, k.policy, k.quantum);
+        const d = difference(r0.run, r1.run, k.a.paging);
+        if (d !== null) { cxCase = k; return `${c}, ${k.policy}: VM A's outcome depends on VM B: ${d}`; }
+        if (r0.cycles !== r1.cycles) {
+          if (CLAIMS_TIMING_ISOLATION[k.policy]) { cxCase = k; return `${c}, ${k.policy} (claims timing isolation): VM A's cycles depend on VM B: ${r0.cycles} vs ${r1.cycles}`; }
+          channel.set(`${c} ${k.policy}`, (channel.get(`${c} ${k.policy}`) ?? 0) + 1);
+        }
+      }
+      return null;
+    }, o.runs ?? 12, o.seed ?? 1);
+    const findings = [...channel].map(([k, n]) => `${k}: VM A's cycle count changed with VM B's secret in ${n} case(s) (timing channel; the policy does not claim timing isolation)`);
+    const cx = s.counterexample;
+    return {
+      property: 'noninterference', ok: !s.failed, runs: s.runs, seed: o.seed ?? 1, seconds: s.seconds, configs,
+      firstFailure: s.firstFailure,
+      counterexample: cx === null ? null : { program: cx.a, listing: listing(cx.a.items), message: s.message ?? '', extra: { b0: listing(cx.b0.items), b1: listing(cx.b1.items), policy: cx.policy, quantum: cx.quantum, case: cxCase !== null } },
+      findings, notes: unsupportedNotes(o.configs ?? NI_DEFAULT),
+    };
+  },
+};
+
+/** The catalogue of properties. */
+export const PROPERTIES: readonly PropertyInfo[] = [equivalence, trapNotEquivalent, resourceControl, accounting, determinism, noninterference];
+export const PROPERTY_NAMES: readonly string[] = PROPERTIES.map((p) => p.name);
+
+/** The property called `name`; a one-line error listing the known names otherwise. */
+export function checkProperty(name: string): PropertyInfo {
+  const p = PROPERTIES.find((x) => x.name === name);
+  if (p === undefined) throw new RangeError(`unknown property "${name}" (known: ${PROPERTY_NAMES.join(', ')})`);
+  return p;
+}
+
+/** Runs property `name` with `options` (mutant active if given). */
+export function runProperty(name: string, options: PropertyOptions = {}): PropertyReport {
+  const p = checkProperty(name);
+  if (options.mutant != null) checkMutant(options.mutant);
+  return withMutant(options.mutant ?? null, () => p.run(options));
+}

@@ -1,0 +1,82 @@
+/**
+ * Deliberately injected monitor bugs ("mutants"), to measure the verifier (issue 8,
+ * docs/verification.md): each is a switch that changes one line of a monitor's behaviour.
+ *
+ * A mutant is active while its name is in `ACTIVE_MUTANTS`. The monitors read the set only
+ * at attach time or on paths that are already slow (a hidden page fault, a CR3 load, a
+ * translated sensitive instruction): never a per-instruction test on the native hot path.
+ * Nothing enables a mutant except the verifier (`withMutant`), so a normal run pays one
+ * `Set.has` on those slow paths and behaves exactly as before.
+ */
+
+/** A mutant: its name, the mode(s) it lives in, and the one-line bug it injects. */
+export interface MutantInfo {
+  readonly name: string;
+  /** Modes whose code holds the hook (the verifier runs the properties of these). */
+  readonly modes: readonly string[];
+  readonly description: string;
+  /** Where the hook is (file: function). */
+  readonly where: string;
+}
+
+/** The catalogue (names are stable: they are CLI arguments and report keys). */
+export const MUTANTS: readonly MutantInfo[] = [
+  { name: 'shadow-pt-writable', modes: ['trap', 'full', 'hw-shadow'], where: 'shadow-paging.ts: handleFault',
+    description: 'a shadow PTE for a guest page-table page is left writable (the trace is not installed): guest PTE writes bypass the monitor' },
+  { name: 'shadow-ignores-us', modes: ['trap', 'full', 'hw-shadow'], where: 'shadow-paging.ts: handleFault',
+    description: "a shadow PTE ignores the guest's U/S bit (every page user-accessible)" },
+  { name: 'shadow-skips-ad', modes: ['trap', 'full', 'hw-shadow'], where: 'shadow-paging.ts: guestWalk',
+    description: "the hidden/trace fault handler does not set the guest's accessed/dirty bits" },
+  { name: 'shadow-wrong-frame', modes: ['trap', 'full', 'hw-shadow'], where: 'shadow-paging.ts: backing',
+    description: 'a hidden fault maps the neighbouring frame (frame ^ 0x1000) instead of the guest\'s' },
+  { name: 'cr3-stale-shadow', modes: ['trap', 'full', 'hw-shadow'], where: 'shadow-paging.ts: activate',
+    description: 'a guest CR3 switch keeps the previous shadow directory (stale translations)' },
+  { name: 'shadow-no-frame-check', modes: ['trap', 'full', 'hw-shadow'], where: 'shadow-paging.ts: backing',
+    description: 'a guest mapping of a frame beyond its RAM is shadowed to that frame (monitor memory) instead of open bus' },
+  { name: 'bt-smsw', modes: ['full'], where: 'full/full.ts: 0F 01 wrapper',
+    description: 'binary translation forgets to virtualize SMSW (the real CR0 shows)' },
+  { name: 'bt-pushf', modes: ['full'], where: 'full/full.ts: PUSHF wrapper',
+    description: 'binary translation forgets to virtualize PUSHF (the real IF/IOPL show)' },
+  { name: 'bt-sgdt', modes: ['full'], where: 'full/full.ts: 0F 01 wrapper',
+    description: "binary translation forgets to virtualize SGDT/SIDT (the monitor's tables show)" },
+  { name: 'bt-mov-cs', modes: ['full'], where: 'full/full.ts: MOV r/m, Sreg wrapper',
+    description: 'binary translation forgets to virtualize MOV from CS/SS (RPL 1 shows)' },
+  { name: 'ept-off-by-one', modes: ['hw-nested'], where: 'hw/nested-paging.ts: constructor',
+    description: "the EPT entry of the guest's last RAM page is one frame off (it maps the first page of monitor memory)" },
+  { name: 'ept-extra-page', modes: ['hw-nested'], where: 'hw/nested-paging.ts: constructor',
+    description: 'the EPT maps one page past the guest\'s RAM (monitor memory) instead of leaving it an MMIO violation' },
+  { name: 'world-switch-no-flush', modes: ['multi-vm'], where: 'multi-vm.ts: switchTo',
+    description: "an untagged TLB is not flushed at a world switch (VM A keeps VM B's translations)" },
+];
+
+/** Names of the catalogue. */
+export const MUTANT_NAMES: readonly string[] = MUTANTS.map((m) => m.name);
+
+/** The mutants active now (empty except under the verifier). */
+export const ACTIVE_MUTANTS = new Set<string>();
+
+/** True when mutant `name` is active (for the hooks). */
+export function mutant(name: string): boolean {
+  return ACTIVE_MUTANTS.size !== 0 && ACTIVE_MUTANTS.has(name);
+}
+
+/** Throws a one-line error naming the known mutants for a name that is not one. */
+export function checkMutant(name: string): MutantInfo {
+  const m = MUTANTS.find((x) => x.name === name);
+  if (m === undefined) throw new RangeError(`unknown mutant "${name}" (known: ${MUTANT_NAMES.join(', ')})`);
+  return m;
+}
+
+/** Runs `f` with mutant `name` (or none, for null) active, and deactivates it afterwards. */
+export function withMutant<T>(name: string | null, f: () => T): T {
+  if (name !== null) checkMutant(name);
+  const saved = [...ACTIVE_MUTANTS];
+  ACTIVE_MUTANTS.clear();
+  if (name !== null) ACTIVE_MUTANTS.add(name);
+  try {
+    return f();
+  } finally {
+    ACTIVE_MUTANTS.clear();
+    for (const s of saved) ACTIVE_MUTANTS.add(s);
+  }
+}

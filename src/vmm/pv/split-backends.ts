@@ -1,0 +1,92 @@
+/**
+ * Wiring of the `pv` model's event channels, grant table and split-driver back ends for one
+ * domain, with their cost figures. The hypervisor (`pv.ts`) calls `createSplitDrivers` once
+ * when it builds the domain and routes `event_channel_op` / `grant_table_op` to
+ * `drivers.events.hypercall` / `drivers.grants.hypercall`.
+ *
+ * The front-end ↔ back-end handshake is virtlab's simplification of xenstore (docs/pv.md):
+ * each back end listens on a fixed domain-0 port (blkback 1, netback 2), and finds its ring
+ * pages at fixed grant references (blkif 2, netif TX 3 / RX 4: the first refs after the two
+ * Xen reserves for the console and xenstore). A missing device has no listener, so the front
+ * end's EVTCHNOP_bind_interdomain fails with -EINVAL and its driver stays absent (-ENODEV).
+ */
+import type { Disk } from '../../machine/devices/block-device.js';
+import type { E1000 } from '../../machine/devices/nic.js';
+import { hasVmmFigures, toVmmCosts } from '../../profiles/index.js';
+import type { Profile } from '../../profiles/schema.js';
+import { Blkback, type BackendDeviceCosts } from './blkback.js';
+import type { PvDomainContext } from './domain-context.js';
+import { EventChannels, type EventChannelCosts } from './event-channel.js';
+import { GrantTable, type GrantCosts } from './grant-table.js';
+import { Netback, redirectLinkReceiver } from './netback.js';
+
+/** Well-known domain-0 ports of the back ends (the handshake; xenstore's event-channel keys in Xen). */
+export const BLKBACK_PORT = 1;
+export const NETBACK_PORT = 2;
+
+/** Every figure the event channels, grant table and back ends charge. */
+export interface SplitDriverCosts extends EventChannelCosts, GrantCosts, BackendDeviceCosts {}
+
+/**
+ * Figures from the profile: `paravirtualization.eventChannelSend`, `grantMap`, `grantUnmap`;
+ * `devices.portIoEmulation` as the back end's per-request work (decoding one request and
+ * updating the device model is the same order of work as one emulated register access; the
+ * profile has no separate figure) and `devices.dmaPerByte` per byte copied. A profile without
+ * virtualization figures (schema v1) gets core2-2008's values, marked provisional in
+ * `provisional`.
+ */
+export function splitDriverCosts(profile: Profile): SplitDriverCosts & { readonly provisional: boolean } {
+  if (hasVmmFigures(profile)) {
+    const c = toVmmCosts(profile);
+    return {
+      eventChannelSend: c.pv.eventChannelSend, grantMap: c.pv.grantMap, grantUnmap: c.pv.grantUnmap,
+      perRequest: c.devices.portIoEmulation, dmaPerByte: c.devices.dmaPerByte, provisional: false,
+    };
+  }
+  // Provisional: the core2-2008 profile's estimates (see its sources), for schema-v1 profiles.
+  return { eventChannelSend: 250, grantMap: 1200, grantUnmap: 1500, perRequest: 1000, dmaPerByte: 0.333, provisional: true };
+}
+
+/** The domain's event channels, grant table and back ends. */
+export interface SplitDrivers {
+  readonly events: EventChannels;
+  readonly grants: GrantTable;
+  readonly blkback: Blkback | null;
+  readonly netback: Netback | null;
+  /** Gives the link back to the e1000 (undoes the receive redirection). */
+  detach(): void;
+  /** Every counter, for the run record: `evtchn.*`, `gnttab.*`, `blkback.*`, `netback.*`. */
+  stats(): Record<string, number>;
+}
+
+/**
+ * Builds the event channels and grant table of the domain behind `ctx`, and a back end for
+ * each device the machine has: blkback over the ATA controller's `Disk`, netback over the
+ * e1000's `NetLink` (taking the link's arrivals from the e1000, which a PV guest never
+ * programs).
+ */
+export function createSplitDrivers(ctx: PvDomainContext, costs: SplitDriverCosts, devices: { readonly disk?: Disk | null; readonly nic?: E1000 | null }): SplitDrivers {
+  const events = new EventChannels(ctx, costs);
+  const grants = new GrantTable(ctx, costs);
+  const blkback = devices.disk ? new Blkback(ctx, events, grants, devices.disk, costs, BLKBACK_PORT) : null;
+  if (!devices.disk) events.dom0Absent(BLKBACK_PORT);
+  if (!devices.nic) events.dom0Absent(NETBACK_PORT);
+  let netback: Netback | null = null;
+  let undo = (): void => undefined;
+  if (devices.nic) {
+    netback = new Netback(ctx, events, grants, devices.nic.link, costs, NETBACK_PORT);
+    undo = redirectLinkReceiver(devices.nic, netback);
+  }
+  const stats = (): Record<string, number> => {
+    const out: Record<string, number> = {};
+    const add = (prefix: string, c: object | null | undefined): void => {
+      if (c) for (const [k, v] of Object.entries(c)) out[`${prefix}.${k}`] = v as number;
+    };
+    add('evtchn', events.counters);
+    add('gnttab', grants.counters);
+    add('blkback', blkback?.counters);
+    add('netback', netback?.counters);
+    return out;
+  };
+  return { events, grants, blkback, netback, detach: () => undo(), stats };
+}
