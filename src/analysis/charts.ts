@@ -16,12 +16,36 @@ const CONFIG = { font: 'DejaVu Sans', view: { stroke: '#ddd' }, axis: { labelFon
 const order = (rows: Row[], field: string): string[] => [...new Set(rows.map((r) => String(r[field])))];
 
 /**
+ * Adds `<field>Order` (first-appearance rank) to each row for the facet fields, so a facet
+ * can be sorted by it: vega-lite 6 can draw a facet's headers and cells in different orders
+ * when the facet is sorted by an explicit array.
+ */
+function withOrder(rows: Row[], ...fields: string[]): Row[] {
+  const ranks = fields.map((f) => new Map(order(rows, f).map((v, i) => [v, i])));
+  return rows.map((r) => ({ ...r, ...Object.fromEntries(fields.map((f, i) => [`${f}Order`, ranks[i]!.get(String(r[f]))])) }));
+}
+/**
+ * Completes a row × column facet grid with an invisible zero row for every missing pair:
+ * vega-lite lays out the cells of a sparse grid (e.g. a mode that runs on one profile only)
+ * under the wrong headers.
+ */
+function fillGrid(rows: Row[], rowField: string, colField: string, filler: Row): Row[] {
+  const have = new Set(rows.map((r) => `${String(r[rowField])}\u0000${String(r[colField])}`));
+  const out = [...rows];
+  for (const a of order(rows, rowField)) {
+    for (const b of order(rows, colField)) if (!have.has(`${a}\u0000${b}`)) out.push({ ...filler, [rowField]: a, [colField]: b });
+  }
+  return out;
+}
+const facetSort = (field: string): { field: string; op: 'min' } => ({ field: `${field}Order`, op: 'min' });
+
+/**
  * Normalized execution time per workload and mode (native = 1), grouped bars per workload, one
  * panel per profile: the layout of the Xen paper's relative-performance figure (Barham et al.,
  * SOSP 2003, Figure 3), drawn as slowdown rather than relative score. Error bars: 95% CI over seeds.
  */
 export function overheadChart(summary: Row[]): TopLevelSpec {
-  const values = summary.filter((r) => r.sweep === null);
+  const values = withOrder(summary.filter((r) => r.sweep === null), 'profile');
   const modes = order(values, 'mode');
   const withCi = values.some((r) => Number(r.n) > 1);
   const tooltip = [
@@ -34,7 +58,7 @@ export function overheadChart(summary: Row[]): TopLevelSpec {
     $schema: SCHEMA,
     title: { text: 'Execution time relative to native', subtitle: 'cycles of the whole run under each mode ÷ native cycles, same workload, parameters, profile and seed' },
     data: { values },
-    facet: { row: { field: 'profile', type: 'nominal', title: null, sort: order(values, 'profile') } },
+    facet: { row: { field: 'profile', type: 'nominal', title: null, sort: facetSort('profile') } },
     spec: {
       width: { step: 10 } as unknown as number,
       height: 180,
@@ -64,12 +88,16 @@ export function overheadChart(summary: Row[]): TopLevelSpec {
   } as TopLevelSpec;
 }
 
-/** Keeps the `keep` largest categories (by total) and folds the rest into "other". */
+/**
+ * Keeps the `keep` largest categories (by total) and folds the rest by kind: `exit:*` into
+ * "exit:other", `hypercall:*` into "hypercall:other", anything else into "other".
+ */
 function foldCategories(rows: Row[], field: string, weight: string, keep: number): Row[] {
   const tot = new Map<string, number>();
   for (const r of rows) tot.set(String(r[field]), (tot.get(String(r[field])) ?? 0) + Number(r[weight] ?? 0));
   const top = new Set([...tot.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, keep).map(([k]) => k));
-  return rows.map((r) => (top.has(String(r[field])) ? r : { ...r, [field]: 'other' }));
+  const fold = (c: string): string => (/^(exit|hypercall):/.test(c) ? `${c.slice(0, c.indexOf(':'))}:other` : 'other');
+  return rows.map((r) => (top.has(String(r[field])) ? r : { ...r, [field]: fold(String(r[field])) }));
 }
 
 /**
@@ -80,7 +108,7 @@ export function breakdownChart(breakdown: Row[]): TopLevelSpec {
   const base = breakdown.filter((r) => r.sweep === null && r.normalized !== null);
   // Mean over seeds: sum per (workload, mode, profile, category) ÷ number of seeds there.
   const acc = new Map<string, Row & { sum: number; seeds: Set<unknown> }>();
-  for (const r of foldCategories(base, 'category', 'cycles', 9)) {
+  for (const r of foldCategories(base, 'category', 'cycles', 13)) {
     const k = `${r.workload}|${r.mode}|${r.profile}|${r.category}`;
     let a = acc.get(k);
     if (!a) { a = { workload: r.workload, mode: r.mode, profile: r.profile, category: r.category, sum: 0, seeds: new Set() }; acc.set(k, a); }
@@ -88,15 +116,16 @@ export function breakdownChart(breakdown: Row[]): TopLevelSpec {
     a.seeds.add(r.seed);
   }
   // guest at the bottom of each stack, then the rest by name.
-  const values = [...acc.values()].map(({ sum, seeds, ...r }) => ({ ...r, normalized: sum / seeds.size, stackOrder: r.category === 'guest' ? 0 : r.category === 'other' ? 2 : 1 }));
+  const means = [...acc.values()].map(({ sum, seeds, ...r }) => ({ ...r, normalized: sum / seeds.size, stackOrder: r.category === 'guest' ? 0 : String(r.category).endsWith('other') ? 2 : 1 }));
+  const values = withOrder(fillGrid(means, 'profile', 'workload', { mode: order(base, 'mode')[0], category: 'guest', normalized: 0, stackOrder: 0 }), 'profile', 'workload');
   const modes = order(base, 'mode');
   return {
     $schema: SCHEMA,
     title: { text: 'Where the cycles go', subtitle: 'cycles per accounting category ÷ native total cycles (a stack is the slowdown)' },
     data: { values },
     facet: {
-      row: { field: 'profile', type: 'nominal', title: null, sort: order(base, 'profile') },
-      column: { field: 'workload', type: 'nominal', title: null, sort: order(base, 'workload'), header: { labelAngle: -40, labelAlign: 'right', labelOrient: 'bottom' } },
+      row: { field: 'profile', type: 'nominal', title: null, sort: facetSort('profile') },
+      column: { field: 'workload', type: 'nominal', title: null, sort: facetSort('workload'), header: { labelAngle: -40, labelAlign: 'right', labelOrient: 'bottom' } },
     },
     spec: {
       width: { step: 11 } as unknown as number,
@@ -105,7 +134,7 @@ export function breakdownChart(breakdown: Row[]): TopLevelSpec {
       encoding: {
         x: { field: 'mode', type: 'nominal', sort: modes, axis: { title: null, labelAngle: -60, labelFontSize: 8, labelLimit: 90 } },
         y: { field: 'normalized', type: 'quantitative', aggregate: 'sum', title: 'cycles ÷ native total', stack: 'zero' },
-        color: { field: 'category', type: 'nominal', title: 'category' },
+        color: { field: 'category', type: 'nominal', title: 'category', scale: { scheme: 'tableau20' } },
         order: { field: 'stackOrder', type: 'quantitative' },
         tooltip: [{ field: 'workload' }, { field: 'mode' }, { field: 'profile' }, { field: 'category' }, { field: 'normalized', aggregate: 'sum', format: '.3f', title: '× native cycles' }],
       },
@@ -118,7 +147,7 @@ export function breakdownChart(breakdown: Row[]): TopLevelSpec {
 /** Exits and hypercalls per 1,000 guest instructions, by reason, per workload and mode. */
 export function eventsChart(events: Row[]): TopLevelSpec {
   // Mean over seeds, computed here: a stacked mean would not be a mean of stacks.
-  const folded = foldCategories(events.map((r) => ({ ...r, reason: `${r.kind}:${r.reason}` })), 'reason', 'count', 10);
+  const folded = foldCategories(events.map((r) => ({ ...r, reason: `${r.kind}:${r.reason}` })), 'reason', 'count', 15);
   const acc = new Map<string, Row & { count: number; per1kInstructions: number; seeds: Set<unknown> }>();
   for (const r of folded) {
     const k = `${r.workload}|${r.mode}|${r.profile}|${r.reason}`;
@@ -126,12 +155,13 @@ export function eventsChart(events: Row[]): TopLevelSpec {
     if (!a) { a = { workload: r.workload, mode: r.mode, profile: r.profile, reason: r.reason, count: 0, per1kInstructions: 0, seeds: new Set() }; acc.set(k, a); }
     a.count += Number(r.count); a.per1kInstructions += Number(r.per1kInstructions); a.seeds.add(r.seed);
   }
-  const values = [...acc.values()].map(({ seeds, ...r }) => ({ ...r, count: r.count / seeds.size, per1kInstructions: r.per1kInstructions / seeds.size }));
+  const means = [...acc.values()].map(({ seeds, ...r }) => ({ ...r, count: r.count / seeds.size, per1kInstructions: r.per1kInstructions / seeds.size }));
+  const values = withOrder(fillGrid(means, 'profile', 'mode', { workload: (means[0] as Row | undefined)?.workload ?? '', reason: (means[0] as Row | undefined)?.reason ?? '', count: 0, per1kInstructions: 0 }), 'profile', 'mode');
   return {
     $schema: SCHEMA,
     title: { text: 'VM exits and hypercalls', subtitle: 'events per 1,000 guest instructions, by reason (monitor counters; mean over seeds)' },
     data: { values },
-    facet: { row: { field: 'profile', type: 'nominal', title: null }, column: { field: 'mode', type: 'nominal', title: null, sort: order(values, 'mode') } },
+    facet: { row: { field: 'profile', type: 'nominal', title: null, sort: facetSort('profile') }, column: { field: 'mode', type: 'nominal', title: null, sort: facetSort('mode') } },
     spec: {
       width: 200,
       height: { step: 9 } as unknown as number,
@@ -139,7 +169,7 @@ export function eventsChart(events: Row[]): TopLevelSpec {
       encoding: {
         y: { field: 'workload', type: 'nominal', sort: order(values, 'workload'), title: null },
         x: { field: 'per1kInstructions', type: 'quantitative', aggregate: 'sum', title: 'per 1,000 instructions', stack: 'zero' },
-        color: { field: 'reason', type: 'nominal', title: 'reason' },
+        color: { field: 'reason', type: 'nominal', title: 'reason', scale: { scheme: 'tableau20' } },
         tooltip: [{ field: 'workload' }, { field: 'mode' }, { field: 'reason' }, { field: 'count', aggregate: 'sum', format: ',.0f', title: 'count' }, { field: 'per1kInstructions', aggregate: 'sum', format: '.2f', title: 'per 1k instructions' }],
       },
     },

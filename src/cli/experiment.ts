@@ -7,10 +7,11 @@ import { basename } from 'node:path';
 import { parseArgs } from 'node:util';
 import { writeReport } from '../analysis/report.js';
 import { runExperiment } from '../experiment/runner.js';
-import { loadScenario, ScenarioError } from '../experiment/scenario.js';
+import { loadScenario, ScenarioError, scenarioJsonSchema } from '../experiment/scenario.js';
 import { StoreError } from '../experiment/store.js';
 
 export const EXPERIMENT_USAGE = `usage: virtlab experiment SCENARIO.json [-o DIR] [--jobs N] [--resume] [--no-report]
+       virtlab experiment --schema      the JSON Schema of scenario files (scenarios/scenario.schema.json)
 
 Runs every unit of the scenario's matrix (workloads × modes × profiles × seeds, and its
 sweeps) on a pool of worker threads, writes each finished run atomically to DIR/runs/<id>.json,
@@ -38,13 +39,14 @@ export async function experimentCommand(argv: string[], io: CommandIo): Promise<
   try {
     ({ values, positionals } = parseArgs({
       args: argv, allowPositionals: true, strict: true,
-      options: { out: { type: 'string', short: 'o' }, jobs: { type: 'string' }, resume: { type: 'boolean' }, 'no-report': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+      options: { out: { type: 'string', short: 'o' }, jobs: { type: 'string' }, resume: { type: 'boolean' }, 'no-report': { type: 'boolean' }, schema: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
     }));
   } catch (e) {
     io.stderr(`virtlab: experiment: ${(e as Error).message}\n(see virtlab experiment --help)\n`);
     return 2;
   }
   if (values.help) { io.stdout(EXPERIMENT_USAGE); return 0; }
+  if (values.schema) { io.stdout(JSON.stringify(scenarioJsonSchema(), null, 2) + '\n'); return 0; }
   if (positionals.length !== 1) { io.stderr(`virtlab: experiment: expected one scenario file, got ${positionals.length}\n(see virtlab experiment --help)\n`); return 2; }
   let jobs: number | undefined;
   if (values.jobs !== undefined) {

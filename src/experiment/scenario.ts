@@ -40,14 +40,14 @@ const WorkloadEntry = z.union([z.string().min(1), WorkloadObject, TraceObject]);
 
 const ModeName = z.string().min(1);
 const ModeObject = z.object({
-  mode: ModeName.describe(`an execution mode (${MONITOR_MODES.join(', ')} at the time this schema was written)`),
+  mode: ModeName.describe('an execution mode: native, trap, full, hw, pv, ... (MONITOR_MODES; checked when the scenario is loaded)'),
   paging: z.enum(['nested', 'shadow']).optional().describe('hw: EPT/NPT or shadow page tables'),
   vpid: z.boolean().optional().describe('hw: VPID-tagged TLB'),
   label: z.string().min(1).optional().describe('name in tables and charts (default e.g. "hw (shadow, no VPID)")'),
   profiles: z.array(z.string().min(1)).min(1).optional().describe('run this mode only on these profiles (ids as in `profiles`)'),
 }).strict();
 /** `"*"`: every mode of MONITOR_MODES not listed elsewhere in the list, with default options. */
-const ModeEntry = z.union([ModeName, ModeObject]);
+const ModeEntry = z.union([ModeName.describe('a mode name, or "*" for every mode not listed'), ModeObject]);
 
 const ProfileObject = z.object({
   id: z.string().min(1).describe('a built-in profile id or a path to a profile file (relative to the scenario)'),

@@ -59,6 +59,18 @@ describe('chart specs', () => {
     expect(JSON.stringify(specs.overhead)).toContain('"y2"');
   });
 
+  it('a sparse profile × mode grid is completed (vega-lite misplaces the cells of a sparse facet grid)', () => {
+    const ev = [
+      { workload: 'w', mode: 'hw-a', profile: 'P', seed: null, kind: 'exit', reason: 'io', count: 4, per1kInstructions: 2 },
+      { workload: 'w', mode: 'hw-b', profile: 'Q', seed: null, kind: 'exit', reason: 'io', count: 6, per1kInstructions: 3 },
+    ];
+    const values = (eventsChart(ev) as unknown as { data: { values: Row[] } }).data.values;
+    const cells = new Set(values.map((v) => `${v.profile}/${v.mode}`));
+    expect([...cells].sort()).toEqual(['P/hw-a', 'P/hw-b', 'Q/hw-a', 'Q/hw-b']);
+    const sum = (p: string, m: string): number => values.filter((v) => v.profile === p && v.mode === m).reduce((a, v) => a + Number(v.per1kInstructions), 0);
+    expect([sum('P', 'hw-a'), sum('P', 'hw-b'), sum('Q', 'hw-a'), sum('Q', 'hw-b')]).toEqual([2, 0, 0, 3]);
+  });
+
   it('timeline rows are cycles per 1,000 instructions between samples', () => {
     const r = [...e.results.values()].find((x) => x.status === 'ok')!;
     const rows = timelineRows(r);
