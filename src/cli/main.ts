@@ -13,6 +13,7 @@ import { profilesCommand } from './profiles.js';
 import { recordCommand } from './record.js';
 import { replayCommand } from './replay.js';
 import { inspectCommand } from './inspect.js';
+import { verifyCommand } from './verify.js';
 
 const HELP = `usage: virtlab <command> [options]
 
@@ -26,6 +27,7 @@ commands:
   inspect FILE                 a trace's header, chunks, event counts and checksum integrity
   experiment <scenario.json>   run an experiment (workloads x modes x profiles) and write its report
   report <dir>                 re-render an experiment's report from its stored results
+  verify --property NAME       property-based verification of the monitors (--mutants: against injected bugs)
 
 Run "virtlab <command> --help" for a command's options.
 `;
@@ -66,8 +68,10 @@ export function main(argv: string[], io: CliIo = processIo): number {
         return replayCommand(rest, { stdout, stderr, help: (s) => io.stdout(s) });
       case 'inspect':
         return inspectCommand(rest, { stdout: (s) => io.stdout(s), stderr });
+      case 'verify':
+        return verifyCommand(rest, { stdout: (s) => io.stdout(s), stderr });
       default:
-        stderr(`virtlab: unknown command "${cmd}" (commands: exec, build-guest, workloads, profiles, record, replay, inspect; see virtlab --help)\n`);
+        stderr(`virtlab: unknown command "${cmd}" (commands: exec, build-guest, workloads, profiles, record, replay, inspect, verify; see virtlab --help)\n`);
         return STATUS_ERROR;
     }
   } catch (e) {

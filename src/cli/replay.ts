@@ -91,6 +91,7 @@ export function replayCommand(argv: string[], out: { stdout: (b: Uint8Array) => 
     });
   } catch (e) {
     if (e instanceof TraceFormatError) { out.stderr(`virtlab: ${e.message}\n`); return STATUS_ERROR; }
+    if (e instanceof RangeError) throw new UsageError(`${file}: ${e.message}`);
     throw e;
   }
   if (run.divergence !== null) {

@@ -75,6 +75,7 @@ export function formatDivergence(d: Divergence): string {
 export function replayTrace(bytes: Uint8Array | Trace, options: ReplayOptions): ReplayRun {
   const trace = bytes instanceof Uint8Array ? readTrace(bytes, options.file ?? '<trace>') : bytes;
   const h = trace.header;
+  if (h.image.flat?.mode === 'real' && options.mode !== 'native') throw new RangeError(`--mode ${options.mode} needs a protected-mode start; this trace's guest starts in real mode`);
   const devices = {
     ...(h.machine.disk !== null ? { disk: { image: trace.disk!.slice(), seed: h.machine.disk.seed, name: h.machine.disk.name, ...(h.machine.disk.bmBase !== null ? { bmBase: h.machine.disk.bmBase } : {}) } } : {}),
     ...(h.machine.nic !== null ? {

@@ -30,11 +30,11 @@ describe('virtlab record / replay / inspect', () => {
     expect(js.header.machine.disk.sectors).toBeGreaterThanOrEqual(16);
     expect(js.sections.map((s: { name: string }) => s.name)).toEqual(['header', 'blob', 'blob', 'chunk', 'index', 'trailer']);
 
-    for (const args of [['--mode', 'native'], ['--mode', 'hw', '--paging', 'shadow']]) {
+    for (const args of [['--mode', 'native'], ['--mode', 'hw', '--paging', 'shadow'], ['--mode', 'full', '--no-ram-check', '--check-branches']]) {
       const jr = join(dir, `db-${args.join('')}.json`);
       const r = virtlab('replay', t1, ...args, '--json', jr);
       expect(r.stderr, args.join(' ')).toBe('');
-      expect(r.status).toBe(1);
+      expect(r.status, args.join(' ')).toBe(1);
       expect(r.stdout).toBe(r1.stdout); // the guest's own cycle counts too: its RDTSC readings are the trace's
       const rr = JSON.parse(readFileSync(jr, 'utf8'));
       expect(rr.consoleSha256).toBe(rec.consoleSha256);

@@ -87,9 +87,10 @@ describe('replay', () => {
 
   it('trap: the guest that reads PUSHF/POPF sees the real IF, and the replay names the divergence', () => {
     const bytes = readFileSync(new URL('../guests/bin/isa.elf', import.meta.url));
-    const rec = recordTrace({ image: { bytes, path: 'isa.elf' }, memoryMiB: 128, profile: P6, maxInstructions: 100_000_000 });
+    const rec = recordTrace({ image: { bytes, path: 'isa.elf' }, memoryMiB: 128, profile: P6, maxInstructions: 100_000_000, branches: false });
     expect(replayTrace(rec.bytes, { mode: 'native', profile: P6 }).divergence).toBeNull();
-    const t = replayTrace(rec.bytes, { mode: 'trap', profile: P6 });
+    // (localize: false — no branch differs here, and the branch-checked re-run is slow.)
+    const t = replayTrace(rec.bytes, { mode: 'trap', profile: P6, localize: false });
     expect(t.divergence).not.toBeNull();
     const line = formatDivergence(t.divergence!);
     expect(line).toMatch(/^replay diverged at logical instruction \d+: console output byte \d+: expected ".*", actual ".*"; at 0x[0-9a-f]{8}: \S/);
@@ -147,4 +148,32 @@ describe('determinism of replay', () => {
       },
     ), { numRuns: 3, seed: 9 });
   }, 180_000);
+});
+
+describe('how a recording ends', () => {
+  it('an instruction limit: the replay stops at the same count, status 124', () => {
+    const rec = recordWorkload('forkwait', { n: 5 }, null, { maxInstructions: 150_000 });
+    expect(rec.run.outcome.exit.reason).toBe('instruction-limit');
+    for (const m of MODES) {
+      const r = replayTrace(rec.bytes, m.opts);
+      expect(r.divergence, m.name).toBeNull();
+      expect(r.status).toBe(124);
+      expect(r.outcome.instructions).toBe(150_000);
+      expect(r.record.consoleSha256).toBe(rec.run.record.consoleSha256);
+    }
+  });
+
+  it('halted with nothing to wake it: the replay ends halted the same way (status 4, the same detail)', () => {
+    // sti; out 0xe9, al ('!'); hlt — at 1 MiB, flat 32-bit protected mode, no timer programmed.
+    const bytes = Uint8Array.from([0xfb, 0xb0, 0x21, 0xe6, 0xe9, 0xf4]);
+    const rec = recordTrace({ image: { bytes, path: 'halt.bin' }, flat: { loadAddress: 0x100000 }, profile: P6, maxInstructions: 1000 });
+    expect(rec.run.outcome.exit.reason).toBe('halt');
+    for (const m of MODES) {
+      const r = replayTrace(rec.bytes, m.opts);
+      expect(r.divergence, m.name).toBeNull();
+      expect(r.status, m.name).toBe(4);
+      expect(r.outcome.exit).toEqual(rec.run.outcome.exit);
+      expect(r.outcome.console.bytes).toBe(1);
+    }
+  });
 });
