@@ -20,7 +20,7 @@ options:
                          workload:NAME a budget computed from its parameters)
   --memory MiB           RAM size (default 64)
   --profile NAME|FILE    cost profile: a built-in name or a JSON file (default ${DEFAULT_PROFILE};
-                         ${DEFAULT_VMM_PROFILE} with --mode hw)
+                         ${DEFAULT_VMM_PROFILE} with any other --mode)
   --mode MODE            execution mode: ${MONITOR_MODES.join(', ')} (default native; trap: naive
                          trap-and-emulate, the kernel in ring 1 on shadow page tables; hw:
                          VT-x style hardware-assisted virtualization; pv: Xen-style
@@ -128,7 +128,7 @@ export function execCommand(argv: string[], out: { stdout: (b: Uint8Array) => vo
   const vpidText = values.vpid ?? (HW_DEFAULTS.vpid ? 'on' : 'off');
   if (vpidText !== 'on' && vpidText !== 'off') throw new UsageError(`--vpid: expected on or off, got "${vpidText}"`);
   const vpid = vpidText === 'on';
-  const loaded = loadProfile(values.profile ?? (mode === 'hw' ? DEFAULT_VMM_PROFILE : DEFAULT_PROFILE));
+  const loaded = loadProfile(values.profile ?? (mode === 'native' ? DEFAULT_PROFILE : DEFAULT_VMM_PROFILE));
   // Checked before the image is read so that a profile without the figures or features fails fast.
   try {
     createMonitor(mode, { profile: loaded.profile, paging, vpid });

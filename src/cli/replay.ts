@@ -21,7 +21,7 @@ expected and what was found, and the instruction there — and exit status 2.
 
 options:
   --mode MODE            ${MONITOR_MODES.join(', ')} (required)
-  --profile NAME|FILE    cost profile (default ${DEFAULT_PROFILE}; ${DEFAULT_VMM_PROFILE} with --mode hw)
+  --profile NAME|FILE    cost profile (default ${DEFAULT_PROFILE}; ${DEFAULT_VMM_PROFILE} with any other --mode)
   --paging nested|shadow with --mode hw (default nested)
   --vpid on|off          with --mode hw (default on)
   --json FILE            write the run record (virtlab.run/1); not written after a divergence
@@ -72,7 +72,7 @@ export function replayCommand(argv: string[], out: { stdout: (b: Uint8Array) => 
   if (paging !== 'nested' && paging !== 'shadow') throw new UsageError(`--paging: expected nested or shadow, got "${paging}"`);
   const vpidText = values.vpid ?? (HW_DEFAULTS.vpid ? 'on' : 'off');
   if (vpidText !== 'on' && vpidText !== 'off') throw new UsageError(`--vpid: expected on or off, got "${vpidText}"`);
-  const profile = loadProfile(values.profile ?? (mode === 'hw' ? DEFAULT_VMM_PROFILE : DEFAULT_PROFILE));
+  const profile = loadProfile(values.profile ?? (mode === 'native' ? DEFAULT_PROFILE : DEFAULT_VMM_PROFILE));
   try {
     createMonitor(mode, { profile: profile.profile, paging, vpid: vpidText === 'on' });
   } catch (e) {

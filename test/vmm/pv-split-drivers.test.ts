@@ -10,7 +10,8 @@ import { ramDma } from '../../src/machine/devices/device-io.js';
 import { NetLink } from '../../src/machine/devices/nic.js';
 import { BLKIF_INFO_SECTORS, BLKIF_RING_REF } from '../../src/vmm/pv/blkback.js';
 import { DOMID_SELF, EVTCHNOP, isPending } from '../../src/vmm/pv/event-channel.js';
-import { GNTTABOP, GTF } from '../../src/vmm/pv/grant-table.js';
+import { GNTST, GNTTABOP, GTF, type GrantTable as GrantTableT } from '../../src/vmm/pv/grant-table.js';
+import type { DomId, Pfn, PvDomainContext } from '../../src/vmm/pv/domain-context.js';
 import { NETIF_INFO_MAC, NETIF_RX_RING_REF, NETIF_TX_RING_REF } from '../../src/vmm/pv/netback.js';
 import {
   BLKIF_ENTRY_SIZE, BLKIF_OP, BLKIF_REQ, BLKIF_RSP, BLKIF_RSP_LAYOUT, BLK_RING_SIZE, FrontRing, NETIF_RSP, NETIF_RX_ENTRY_SIZE,
@@ -20,6 +21,9 @@ import { BLKBACK_PORT, NETBACK_PORT, createSplitDrivers, splitDriverCosts } from
 import { loadProfile } from '../../src/profiles/index.js';
 import { OWNED_FRAMES, SHARED_INFO_MFN, fakeClock, fakeContext } from './pv-fake-context.js';
 import { runWorkload } from './pv-frontend-harness.js';
+import { toMultibootElf } from '../../src/guest/image-elf.js';
+import { buildWorkload } from '../../src/guest/workloads/index.js';
+import { runGuest } from '../../src/trace/run-guest.js';
 
 const ARG = 0x6000, TABLE = 20, RING = 21, TXRING = 22, RXRING = 23, BUF = 30; // frames
 const COSTS = { eventChannelSend: 250, grantMap: 1200, grantUnmap: 1500, perRequest: 1000, dmaPerByte: 0.5 };
@@ -428,5 +432,65 @@ describe('blkfront / netfront on the CPU, against the back ends (stand-in hyperv
     expect(c.rxFrames).toBe(20);
     // Transmit responses do not interrupt (netfront never moves the TX rsp_event): suppression at work.
     expect(c.suppressed).toBeGreaterThanOrEqual(19);
+  });
+});
+
+describe('under --mode pv (the pv hypervisor and kernel): disk and net workloads give native\'s outcome', () => {
+  const run = (name: string, params: Record<string, string>, mode: 'native' | 'pv') => {
+    const w = buildWorkload(name, params);
+    return runGuest({
+      image: { bytes: toMultibootElf(w.image), path: `workload:${name}` }, devices: w.machine, mode,
+      profile: loadProfile('core2-2008'), maxInstructions: w.maxInstructions,
+    });
+  };
+  const checksum = (s: string): string => /checksum: (0x[0-9a-f]+)/.exec(s)?.[1] ?? `no checksum in:\n${s}`;
+  for (const [name, params] of [['database', { txns: '12', dbsize: '64' }], ['pingpong', { via: 'net', n: '20' }]] as const) {
+    it(`${name}`, () => {
+      const n = run(name, params, 'native'), p = run(name, params, 'pv');
+      expect(p.status).toBe(n.status);
+      expect(p.outcome.exit).toEqual({ reason: 'exit-device', code: 1 });
+      expect(checksum(p.machine.console.text())).toBe(checksum(n.machine.console.text()));
+      if (name === 'database') {
+        expect(p.machine.console.text()).toContain('blkfront: disk, 64 sectors');
+        expect(p.machine.disk!.disk.counters).toEqual(n.machine.disk!.disk.counters);
+        expect(p.machine.disk!.counters.commands).toBe(0);
+      } else {
+        expect(p.machine.console.text()).toContain('netfront: mac 52:54:00:12:34:56');
+        expect(p.machine.nic!.link.transmittedSha256()).toBe(n.machine.nic!.link.transmittedSha256());
+        expect(p.machine.nic!.link.counters).toEqual(n.machine.nic!.link.counters);
+        expect(p.machine.nic!.counters.registerAccesses).toBe(0);
+      }
+      const st = p.monitor.stats();
+      expect(st['evtchn.guestSends']).toBeGreaterThan(0);
+      expect(st['evtchn.rejected']).toBe(0);
+      expect(st['gnttab.rejected']).toBe(0);
+      expect(Object.keys(st).filter((k) => k.startsWith('attack.'))).toEqual([]);
+    });
+  }
+});
+
+describe('grants under --mode pv: the hypervisor\'s frames are never granted', () => {
+  it('a grant naming shared_info or monitor memory is refused with GNTST_bad_page', () => {
+    const w = buildWorkload('database', { txns: '2', dbsize: '16' });
+    const r = runGuest({ image: { bytes: toMultibootElf(w.image), path: 'workload:database' }, devices: w.machine, mode: 'pv', profile: loadProfile('core2-2008'), maxInstructions: w.maxInstructions });
+    expect(r.outcome.exit).toEqual({ reason: 'exit-device', code: 1 });
+    const pv = r.monitor as unknown as PvDomainContext & { drivers: { grants: GrantTableT } };
+    const grants = pv.drivers.grants;
+    expect(grants.nrFrames).toBe(1);
+    // The guest's table frame: the kernel's xen_gnttab, through its P2M.
+    const va = w.image.symbols.find((s) => s.name === 'xen_gnttab')!.addr;
+    const table = (pv.p2m(((va - 0xc000_0000) >>> 12) as Pfn) as number) * 4096;
+    const entry = (ref: number, frame: number): void => {
+      r.machine.mem.write16(table + ref * 8 + 2, 0); r.machine.mem.write32(table + ref * 8 + 4, frame); r.machine.mem.write16(table + ref * 8, GTF.permit_access);
+    };
+    entry(40, pv.sharedInfoMfn as number);
+    entry(41, r.machine.mem.guestSize / 4096 + 3); // monitor memory
+    entry(42, pv.p2m(5 as Pfn) as number); // an ordinary frame of the domain: fine
+    expect(grants.mapGrant(40, 0 as DomId, true).status).toBe(GNTST.bad_page);
+    expect(grants.mapGrant(41, 0 as DomId, false).status).toBe(GNTST.bad_page);
+    const ok = grants.mapGrant(42, 0 as DomId, true);
+    expect(ok.status).toBe(0);
+    grants.unmapGrant(ok.handle);
+    expect(r.monitor.stats()['attack.grant-foreign-frame']).toBe(2);
   });
 });

@@ -504,6 +504,8 @@ export function buildKernel(options: KernelOptions): GuestImage {
     a.bind(master);
     a.mov(al, 0x20); outb(0x20);
     a.pop(eax);
+    // irq_noeoi: entered with EBX pushed, EBX = frame, EAX = IRQ (an event-channel upcall: no PIC to acknowledge).
+    a.bind(L('irq_noeoi'));
     const notTimer = a.label(), done = a.label();
     a.test(eax, eax); a.jnz(notTimer);
     a.call(L('timer_tick'));

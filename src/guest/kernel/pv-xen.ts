@@ -34,7 +34,7 @@ export const XEN_NOTE_SYMBOLS = [
   'xen_start', 'xen_set_pte', 'xen_write_cr3', 'xen_flush_tlb', 'xen_invlpg', 'xen_m2p_eax', 'xen_m2p_ebx',
   'xen_load_idt', 'xen_set_kstack', 'xen_lazy_begin', 'xen_lazy_end', 'xen_alloc_pt', 'xen_alloc_pd',
   'xen_release_pt', 'xen_release_pd', 'xen_pushf', 'xen_popf', 'xen_shared_page', 'lazy_mmu_begin', 'lazy_mmu_end',
-  'pv_alloc_pt', 'pv_alloc_pd', 'pv_release_pt', 'pv_release_pd', 'kernel_end',
+  'pv_alloc_pt', 'pv_alloc_pd', 'pv_release_pt', 'pv_release_pd', 'kernel_end', 'xen_iret', 'xen_text_start', 'xen_text_end',
 ] as const;
 
 /** Emits the PV flavour into the kernel being built (text, data and bss). */
@@ -59,6 +59,7 @@ export function emitXen(k: Kx, hz: number): void {
   };
 
   a.section('text');
+  a.bind(L('xen_text_start'));
   // ---------------------------------------------------------------- boot (the domain builder's entry)
   fn('xen_start', () => {
     a.cld();
@@ -247,21 +248,30 @@ export function emitXen(k: Kx, hz: number): void {
   // Page-table lifetime (EAX = physical frame; may clobber EAX, ECX, EDX): read-only in the
   // direct map, then pinned; on release unpinned, then writable again (Linux's
   // xen_alloc_pte / xen_release_pte).
-  const protect = (writable: boolean): void => {
-    // update_va_mapping(KERNEL_VIRT + frame, mfn | P (| W) | G, UVMF_INVLPG)
+  // One multicall of two entries (Linux batches these the same way, xen_mc_batch): the
+  // direct-map protection change (update_va_mapping) and the pin or unpin (mmuext_op), in the
+  // order `protectFirst` says. EAX = the frame; clobbers EAX, EBX, ECX, EDX, ESI.
+  const ptMulticall = (cmd: number, writable: boolean, protectFirst: boolean): void => {
+    const uvm = protectFirst ? L('xen_mc2') : L('xen_mc2').plus(MULTICALL_ENTRY_SIZE);
+    const ext = protectFirst ? L('xen_mc2').plus(MULTICALL_ENTRY_SIZE) : L('xen_mc2');
     a.lea(ebx, dword(eax, KERNEL_VIRT));
-    a.mov(ecx, eax); a.shr(ecx, 12); a.mov(ecx, p2m(ecx)); a.shl(ecx, 12);
-    a.or(ecx, PTE_P | PTE_G | (writable ? PTE_W : 0));
-    a.mov(edx, UVMF_INVLPG);
-    hc(HYPERCALL.update_va_mapping); fail('uvm');
+    a.mov(ecx, eax); a.shr(ecx, 12); a.mov(ecx, p2m(ecx));
+    a.mov(dword(L('xen_op')), cmd); a.mov(dword(L('xen_op').plus(4)), ecx);
+    a.shl(ecx, 12); a.or(ecx, PTE_P | PTE_G | (writable ? PTE_W : 0));
+    a.mov(dword(uvm), HYPERCALL.update_va_mapping);
+    a.mov(dword(uvm.plus(8)), ebx); a.mov(dword(uvm.plus(12)), ecx); a.mov(dword(uvm.plus(16)), UVMF_INVLPG);
+    a.mov(dword(ext), HYPERCALL.mmuext_op);
+    a.mov(dword(ext.plus(8)), L('xen_op')); a.mov(dword(ext.plus(12)), 1);
+    a.mov(dword(ext.plus(16)), 0); a.mov(dword(ext.plus(20)), DOMID_SELF);
+    a.mov(ebx, L('xen_mc2')); a.mov(ecx, 2);
+    hc(HYPERCALL.multicall); fail('mc');
+    a.mov(eax, dword(uvm.plus(4))); fail('uvm');
+    a.mov(eax, dword(ext.plus(4))); fail('ext');
   };
   for (const [name, cmd] of [['xen_alloc_pt', MMUEXT.PIN_L1_TABLE], ['xen_alloc_pd', MMUEXT.PIN_L2_TABLE]] as const) {
     fn(name, () => {
-      a.push(ebx); a.push(esi); a.push(eax);
-      protect(false);
-      a.pop(eax);
-      a.mov(edx, eax); a.shr(edx, 12); a.mov(edx, p2m(edx));
-      a.mov(eax, cmd); a.call(L('xen_mmuext1'));
+      a.push(ebx); a.push(esi);
+      ptMulticall(cmd, false, true); // read-only first: a pinned table has no writable mapping
       a.pop(esi); a.pop(ebx);
       a.ret();
     });
@@ -274,11 +284,8 @@ export function emitXen(k: Kx, hz: number): void {
       a.cmp(dword(L('xen_mmu_n')), 0); a.je(flushed);
       a.call(L('xen_mmu_flush'));
       a.bind(flushed);
-      a.mov(eax, dword(esp));
-      a.mov(edx, eax); a.shr(edx, 12); a.mov(edx, p2m(edx));
-      a.mov(eax, MMUEXT.UNPIN_TABLE); a.call(L('xen_mmuext1'));
       a.pop(eax);
-      protect(true);
+      ptMulticall(MMUEXT.UNPIN_TABLE, true, false); // unpinned first, then writable again
       a.pop(esi); a.pop(ebx);
       a.ret();
     });
@@ -354,6 +361,24 @@ export function emitXen(k: Kx, hz: number): void {
     a.ret(4);
   });
 
+  // iret (the site jumps here, every register the interrupted context's, the frame at ESP):
+  // Xen-Linux's restore_all. Returning to a context with events enabled unmasks them; if an
+  // event is already pending the iret hypercall returns and delivers it at once, else a plain
+  // IRET does (from ring 1 to ring 1 or 3 it needs no hypervisor). The IRETs here are the PV
+  // flavour's own sites, which the pv patcher leaves native.
+  fn('xen_iret', () => {
+    const masked = a.label(), slow = a.label();
+    a.test(dword(esp, 8), 0x200); a.jz(masked);
+    a.mov(vcpuB(VCPU.UPCALL_MASK), 0);
+    a.cmp(vcpuB(VCPU.UPCALL_PENDING), 0); a.jne(slow);
+    k.pv('iret', () => a.iret());
+    a.bind(masked);
+    a.mov(vcpuB(VCPU.UPCALL_MASK), 1);
+    k.pv('iret', () => a.iret());
+    a.bind(slow);
+    a.push(eax); hc(HYPERCALL.iret);
+  });
+
   // ---------------------------------------------------------------- events
   fn('xen_hypervisor_callback', () => { a.push(0); a.push(VEC_XEN_UPCALL); a.jmp(L('trap_common')); });
   fn('xen_failsafe_callback', () => { a.mov(eax, L('xen_msg_failsafe')); a.jmp(L('panic')); });
@@ -380,7 +405,7 @@ export function emitXen(k: Kx, hz: number): void {
     a.test(eax, eax); a.jz(bits);
     a.add(eax, 0x20 - 1);
     a.mov(dword(ebp, TF.VECTOR), eax);
-    a.mov(eax, ebp); a.call(L('irq'));
+    a.call(L('xen_irq'));
     a.jmp(bits);
     a.bind(nextWord);
     a.test(esi, esi); a.jnz(words);
@@ -388,6 +413,13 @@ export function emitXen(k: Kx, hz: number): void {
     a.bind(done);
     a.pop(ebp); a.pop(edi); a.pop(esi); a.pop(ebx);
     a.ret();
+  });
+  // xen_irq(ebp = frame, its vector set): the kernel's `irq` without the PIC EOI.
+  fn('xen_irq', () => {
+    a.push(ebx);
+    a.mov(ebx, ebp);
+    a.mov(eax, dword(ebx, TF.VECTOR)); a.sub(eax, 0x20);
+    a.jmp(L('irq_noeoi'));
   });
   // xen_timer_init: VIRQ_TIMER bound to IRQ 0's handler, a periodic timer at the PIT's rate.
   // Without event channels (bind fails) the kernel runs without a tick.
@@ -428,6 +460,7 @@ export function emitXen(k: Kx, hz: number): void {
     hc(HYPERCALL.sched_op);
     a.jmp(hang);
   });
+  a.bind(L('xen_text_end'));
 
   // ---------------------------------------------------------------- data
   const periodNs = Math.round((Math.round(1_193_182 / hz) * 1e9) / 1_193_182);
@@ -452,6 +485,7 @@ export function emitXen(k: Kx, hz: number): void {
   a.align(8);
   a.bind(L('xen_req')); a.dd(0, 0, 0, 0);
   // Two multicall entries: mmu_update(queue, n, NULL, DOMID_SELF), mmuext_op(flush, 1, NULL, DOMID_SELF).
+  a.bind(L('xen_mc2')); a.dd(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
   a.bind(L('xen_mc'));
   a.dd(HYPERCALL.mmu_update, 0, L('xen_mmu_q'), 0, 0, DOMID_SELF, 0, 0);
   a.dd(HYPERCALL.mmuext_op, 0, L('xen_flush_op'), 1, 0, DOMID_SELF, 0, 0);

@@ -74,8 +74,6 @@ const jmp = (at: number, to: number): number[] => [0xe9, ...rel32(at + 5, to)];
 const UD2 = [0x0f, 0x0b];
 /** push 29; pop eax; push SCHEDOP_block; pop ebx; int 0x82 — exactly 8 bytes. */
 const BLOCK = [0x6a, HYPERCALL.sched_op, 0x58, 0x6a, SCHEDOP.block, 0x5b, 0xcd, HYPERCALL_VECTOR];
-/** push eax; mov eax, __HYPERVISOR_iret; int 0x82 — Xen's hypercall-page iret, 8 bytes. */
-const IRET = [0x50, 0xb8, ...le32(HYPERCALL.iret), 0xcd, HYPERCALL_VECTOR];
 
 /**
  * The replacement of one site (at most `site.len` bytes; the caller pads with NOPs), given
@@ -123,7 +121,8 @@ export function patchSite(site: NoteSite, native: Uint8Array, ctx: PatchContext)
     case 'halt': case 'safe-halt':
       return BLOCK;
     case 'iret':
-      return IRET;
+      // Xen-Linux's restore_all: a native IRET when no event is pending, else the hypercall.
+      return jmp(at, ctx.sym('xen_iret'));
     case 'sysexit':
       // The SYSENTER frame is a normal trap frame: drop es, ds, vector, error and iret.
       return [0x83, 0xc4, 0x10, ...jmp(at + 3, ctx.iretAfter(at))];

@@ -54,6 +54,8 @@ export function pvCosts(profile: Profile): PvCosts {
 }
 
 const PAGE = 4096;
+/** The top of RAM a Multiboot loader reports reserved (SeaBIOS's tables, src/guest/multiboot.ts). */
+const BIOS_TOP_RESERVED = 0x20000;
 const KERNEL_VIRT = 0xc000_0000;
 /** Segment limit of every guest segment: below the hypervisor's window (the M2P stays readable). */
 const SEG_LIMIT = MONITOR_WINDOW - 1;
@@ -155,27 +157,32 @@ export class PvMonitor implements Monitor, PvDomainContext {
     };
     this.patchSites(sym);
 
-    // --- the domain's memory: a permuted P2M over guest RAM.
-    const n = mem.guestSize >>> 12;
+    // --- the domain's memory: a permuted P2M over guest RAM. The domain gets the pages a
+    // Multiboot kernel is told are usable (all but the top 128 KiB, which the BIOS keeps,
+    // src/guest/multiboot.ts), so both modes see the same amount of memory; the machine
+    // frames the permutation gives the pfns above stay the hypervisor's.
+    const all = mem.guestSize >>> 12;
+    const n = Math.max(256, all - (BIOS_TOP_RESERVED >>> 12));
     this.nrPages = n;
     this.p2mTable = new Int32Array(n);
     this.m2pTable = new Int32Array(mem.size >>> 12).fill(-1);
-    const k = permutationMultiplier(n);
-    const c = Math.floor(n / 3) + 1;
+    const k = permutationMultiplier(all);
+    const c = Math.floor(all / 3) + 1;
+    const copy = mem.u8.slice(0, mem.guestSize);
+    mem.u8.fill(0, 0, mem.guestSize);
     for (let pfn = 0; pfn < n; pfn++) {
-      const mfn = Number((BigInt(pfn) * BigInt(k) + BigInt(c)) % BigInt(n));
+      const mfn = Number((BigInt(pfn) * BigInt(k) + BigInt(c)) % BigInt(all));
       this.p2mTable[pfn] = mfn;
       this.m2pTable[mfn] = pfn;
+      mem.u8.set(copy.subarray(pfn * PAGE, pfn * PAGE + PAGE), mfn * PAGE);
     }
-    const copy = mem.u8.slice(0, mem.guestSize);
-    for (let pfn = 0; pfn < n; pfn++) mem.u8.set(copy.subarray(pfn * PAGE, pfn * PAGE + PAGE), this.p2mTable[pfn]! * PAGE);
 
     this.mm = new DirectPaging(mem, {
       flushTlb: () => cpu.flushTlb(false),
       invalidatePage: (lin) => cpu.invalidatePage(lin),
       setBase: (addr) => { cpu.cr3 = addr; cpu.flushTlb(false); cpu.resetFetch(); },
     });
-    for (let m = 0; m < n; m++) this.mm.owner[m] = OWN_DOMAIN;
+    for (let pfn = 0; pfn < n; pfn++) this.mm.owner[this.p2mTable[pfn]!] = OWN_DOMAIN;
 
     // --- hypervisor memory: window (GDT, IDT, TSS), M2P, shared_info, bootstrap tables.
     const frames = new MonitorFrames(mem);
@@ -265,8 +272,11 @@ export class PvMonitor implements Monitor, PvDomainContext {
         return a;
       },
     };
-    let patched = 0;
+    let patched = 0, kept = 0;
+    const pvStart = sym('xen_text_start'), pvEnd = sym('xen_text_end');
     for (const site of this.note.sites) {
+      // The PV flavour's own privileged instructions (xen_iret's IRETs) stay native.
+      if (site.addr >= pvStart && site.addr < pvEnd) { kept++; continue; }
       const p = phys(site.addr);
       if (p + site.len > mem.guestSize) throw new ImageError('image', `pv: site ${site.kind} at 0x${site.addr.toString(16)} lies outside RAM`);
       const native = mem.u8.slice(p, p + site.len);
@@ -285,6 +295,7 @@ export class PvMonitor implements Monitor, PvDomainContext {
       mem.u8.set([0xe9, d & 0xff, (d >>> 8) & 0xff, (d >>> 16) & 0xff, (d >>> 24) & 0xff], p);
     }
     this.counts.set('sites-patched', patched);
+    this.counts.set('sites-pv-native', kept);
   }
 
   private buildGdtIdtTss(): void {
