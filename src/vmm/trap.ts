@@ -25,6 +25,7 @@ import { hasVmmFigures, toVmmCosts } from '../profiles/index.js';
 import type { Profile } from '../profiles/schema.js';
 import { PROVISIONAL_VMM_COSTS } from './costs.js';
 import type { Monitor, MonitorStats } from './monitor.js';
+import { mutant } from './mutants.js';
 import {
   FaultOutcome, MonitorFrames, SHADOW_CATEGORY, shadowBuildCharge, shadowFaultCharge, ShadowPaging, shadowSoftwareCosts,
   type ShadowSoftwareCosts,
@@ -369,12 +370,12 @@ export class TrapMonitor implements Monitor {
     const base = (cpu.segBase[SS]! + (cpu.ss32 ? cpu.r32[ESP]! : cpu.r16[ESP << 1]!)) >>> 0;
     const at = base + (pushedCode ? sz : 0);
     // Frame: EIP, CS, EFLAGS: CS shows RPL 0 for the guest kernel; EFLAGS its virtual IF/IOPL.
-    if (fromKernel) {
+    if (fromKernel && !mutant('reflect-cs-rpl')) { // verifier mutant
       const cs = this.readStack(at + sz, size32);
       this.writeStack(at + sz, cs & ~3, size32);
     }
     const fl = this.readStack(at + 2 * sz, size32);
-    this.writeStack(at + 2 * sz, (fl & ~(IF | IOPL)) | (vif ? IF : 0) | (v.iopl << 12), size32);
+    if (!mutant('reflect-real-flags')) this.writeStack(at + 2 * sz, (fl & ~(IF | IOPL)) | (vif ? IF : 0) | (v.iopl << 12), size32); // verifier mutant
     if (interruptGate) v.vif = false; else v.vif = vif;
     cpu.flags = (cpu.flags | IF) >>> 0;
   }

@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { Machine } from '../../src/machine/machine.js';
 import { guestRamDma } from '../../src/machine/devices/block-device.js';
+import { E1000_IO_BASE, E1000_REG, E1000_TCTL, E1000_TXD_CMD } from '../../src/machine/devices/nic.js';
 import { PhysicalMemory } from '../../src/machine/memory.js';
 import { loadProfile, toVmmCosts } from '../../src/profiles/index.js';
 import { Assembler, al, cr0, cr3, dword, dx, eax, ebx, ecx, edi, edx, esi, esp, fword } from '../../src/x86/index.js';
@@ -105,8 +106,7 @@ function unbackedGuest(pageTableBeyond: boolean): Uint8Array {
 describe('a guest that maps a frame beyond its RAM', () => {
   for (const mode of MODES) {
     it(`${mode}: reads all ones, its writes are dropped, monitor memory untouched, counted`, () => {
-      // Nested paging: a guest page table beyond RAM stops the machine (not modelled: see the docs).
-      const r = run(mode, unbackedGuest(mode !== 'hw-nested'));
+      const r = run(mode, unbackedGuest(true));
       expect(r.o.exit, JSON.stringify(r.o.exit)).toEqual(PASSED);
       noPatternAboveGuest(r.m);
       if (mode !== 'native') expect(r.stats['attack.unbacked-memory']).toBeGreaterThan(0);
@@ -169,6 +169,27 @@ describe('bus-master DMA outside the guest RAM', () => {
       });
     }
   }
+
+  it('e1000: a transmit buffer or ring beyond guest RAM is refused (no monitor byte sent), counted', () => {
+    const m = new Machine({ profile: PROFILE, memoryMiB: GUEST_MIB, monitorMiB: 8, nic: { seed: 1 } });
+    m.mem.u8.fill(0x77, m.mem.guestSize); // "monitor memory": must never reach the wire
+    const reg = (off: number, v: number): void => { m.io.out32(E1000_IO_BASE, off); m.io.out32(E1000_IO_BASE + 4, v); };
+    const RING = 0x10000;
+    // One legacy descriptor: buffer just past guest RAM, 64 bytes, EOP | RS.
+    m.mem.write32(RING, m.mem.guestSize + 0x100); m.mem.write32(RING + 4, 0);
+    m.mem.write32(RING + 8, 64 | ((E1000_TXD_CMD.EOP | E1000_TXD_CMD.RS) << 24)); m.mem.write32(RING + 12, 0);
+    reg(E1000_REG.TDBAL, RING); reg(E1000_REG.TDLEN, 128); reg(E1000_REG.TDH, 0);
+    reg(E1000_REG.TCTL, E1000_TCTL.EN); reg(E1000_REG.TDT, 1);
+    const nic = m.nic!;
+    expect(nic.counters.dmaOutsideRam).toBe(1);
+    expect(nic.counters.txFrames).toBe(0); // the frame is dropped, not sent with open-bus bytes
+    expect(m.mem.read8(RING + 12) & 1).toBe(1); // the descriptor completes (DD)
+    // The ring itself beyond guest RAM: nothing fetched, the head does not move.
+    reg(E1000_REG.TCTL, 0); reg(E1000_REG.TDBAL, m.mem.guestSize); reg(E1000_REG.TDH, 0); reg(E1000_REG.TDT, 0);
+    reg(E1000_REG.TCTL, E1000_TCTL.EN); reg(E1000_REG.TDT, 1);
+    expect(nic.counters.dmaOutsideRam).toBe(2);
+    expect(nic.counters.txFrames).toBe(0);
+  });
 
   it('guestRamDma: never reads or writes at or above guestSize; reports the refusal', () => {
     const mem = new PhysicalMemory(8192, 4096);

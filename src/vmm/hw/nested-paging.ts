@@ -12,7 +12,10 @@
  * EPT violations: a guest-physical address outside the guest's RAM is what KVM treats as
  * MMIO. Each access exits (reason 48, charged through `onExit`), the access is emulated as
  * the bare machine does (open bus: reads all-ones, writes dropped), and no TLB entry is made,
- * so the next access exits again. A guest page table outside its RAM stops the machine.
+ * so the next access exits again. A guest paging structure (directory or table) outside its
+ * RAM is an EPT violation of the walk itself: the monitor finishes that walk in software
+ * (`unbackedWalk`), reading all ones there as the bare machine's walk does and dropping the
+ * A/D writes, again without a TLB entry.
  *
  * Wiring: `HwMonitor.attach` sets `Cpu.pageWalker` to this object; `Cpu.translatePaged`
  * calls its `walk` instead of the CPU's own on a TLB miss (no cost for native: one test on
@@ -27,7 +30,7 @@ import { ExitReason } from './exit-reasons.js';
 import type { VmExit } from './vmcs.js';
 import { mutant } from '../mutants.js';
 
-const CR0_WP = 0x10000, CR4_PGE = 0x80;
+const CR0_WP = 0x10000, CR4_PGE = 0x80, CR4_PSE = 0x10;
 
 export class NestedPaging {
   readonly builder: EptBuilder;
@@ -39,6 +42,7 @@ export class NestedPaging {
   violations = 0;
   private readonly openBus: number;
   private readonly guestSize: number;
+  private readonly mem: PhysicalMemory;
 
   /**
    * Builds the EPT over `mem` (a machine's memory, with monitor memory above `guestSize`).
@@ -49,6 +53,7 @@ export class NestedPaging {
       throw new Error('hw: nested paging needs monitor memory above guest RAM for the EPT tables (Machine option monitorMiB)');
     }
     this.guestSize = mem.guestSize;
+    this.mem = mem;
     this.builder = new EptBuilder(mem, mem.guestSize, mem.size - (mem.size % 4096));
     this.builder.map(0, 0, mem.guestSize, EPT_RWX, EptMemType.WB, largePages);
     if (mutant('ept-off-by-one')) this.builder.map(mem.guestSize - 4096, mem.guestSize, 4096, EPT_RWX); // verifier mutant
@@ -89,14 +94,52 @@ export class NestedPaging {
         cpu.cr2 = lin | 0;
         return cpu.raise(Vec.PF, w.pfErrorCode);
       case NestedFault.EptViolation:
-        if ((w.qualification & 0x100) !== 0 && w.faultGpa >= this.guestSize) {
+        if (w.faultGpa >= this.guestSize) {
           this.violations++;
           this.onExit({ reason: ExitReason.EptViolation, qualification: w.qualification, interruptionInfo: 0, errorCode: 0 });
-          return this.openBus + (lin & 0xfff);
+          // Bit 8: the final access (emulated as open bus); clear: a guest paging structure.
+          if ((w.qualification & 0x100) !== 0) return this.openBus + (lin & 0xfff);
+          return this.unbackedWalk(cpu, lin, access, user);
         }
         return cpu.unsupported(`hw: EPT violation at guest-physical 0x${w.faultGpa.toString(16)} (qualification 0x${w.qualification.toString(16)}): a guest page table outside guest RAM`);
       default:
         throw new Error(`hw: EPT misconfiguration at guest-physical 0x${w.faultGpa.toString(16)} (a monitor bug)`);
     }
+  }
+
+  /**
+   * The guest's walk of `lin`, done by the monitor after an EPT violation on one of its
+   * paging structures beyond guest RAM (EPT is the identity on guest RAM): entries there read
+   * all ones and their A/D updates are dropped, as on the bare machine. A guest page fault is
+   * raised as the CPU's walk would; the result is open bus beyond guest RAM.
+   */
+  private unbackedWalk(cpu: Cpu, lin: number, access: number, user: boolean): number {
+    const size = this.guestSize, mem = this.mem;
+    const rd = (a: number): number => (a + 4 <= size ? mem.read32(a) : -1);
+    const wr = (a: number, v: number): void => { if (a + 4 <= size) mem.write32(a, v); };
+    const write = access === 1;
+    const err = (write ? 2 : 0) | (user ? 4 : 0);
+    const wp = (cpu.cr0 & CR0_WP) !== 0;
+    const ok = (us: boolean, rw: boolean): boolean => (user ? us && (!write || rw) : !write || rw || !wp);
+    const fault = (code: number): number => { cpu.cr2 = lin | 0; return cpu.raise(Vec.PF, code); };
+    const pdeA = ((cpu.cr3 & 0xfffff000) + ((lin >>> 22) << 2)) >>> 0;
+    const pde = rd(pdeA);
+    if ((pde & 1) === 0) return fault(err);
+    let gpa: number;
+    if ((pde & 0x80) !== 0 && (cpu.cr4 & CR4_PSE) !== 0) {
+      if ((pde & 0x003ff000) !== 0) return fault(err | 1 | 8);
+      if (!ok((pde & 4) !== 0, (pde & 2) !== 0)) return fault(err | 1);
+      wr(pdeA, pde | 0x20 | (write ? 0x40 : 0));
+      gpa = ((pde & 0xffc00000) + (lin & 0x3fffff)) >>> 0;
+    } else {
+      const pteA = ((pde & 0xfffff000) + (((lin >>> 12) & 0x3ff) << 2)) >>> 0;
+      const pte = rd(pteA);
+      if ((pte & 1) === 0) return fault(err);
+      if (!ok((pde & pte & 4) !== 0, (pde & pte & 2) !== 0)) return fault(err | 1);
+      if ((pde & 0x20) === 0) wr(pdeA, pde | 0x20);
+      wr(pteA, pte | 0x20 | (write ? 0x40 : 0));
+      gpa = ((pte & 0xfffff000) + (lin & 0xfff)) >>> 0;
+    }
+    return gpa < size ? gpa : this.openBus + (lin & 0xfff);
   }
 }
