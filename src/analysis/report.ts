@@ -118,7 +118,7 @@ export async function writeReport(dir: string): Promise<ReportOutput> {
     writeFileSync(join(dir, `charts/${c.name}.png`), png);
     files.push(`charts/${c.name}.png`);
   }
-  const found = findings(summary, breakdown, events, objs(results), e.manifest.sweeps);
+  const found = [...findings(summary, breakdown, events, objs(results), e.manifest.sweeps), `Inputs: ${inputsSummary(e)}.`];
   const profiles = profileInfo(e);
   put('summary.md', summaryMarkdown(e, summary, found, charts, profiles));
   put('index.html', reportHtml(e, summary, found, charts, profiles, rows));
@@ -128,9 +128,16 @@ export async function writeReport(dir: string): Promise<ReportOutput> {
 function provenanceRows(e: Experiment): [string, string][] {
   const m = e.manifest, p = m.provenance;
   const images = new Map<string, string>();
+  const traces = new Map<string, string>();
   for (const u of m.units) {
     const r = e.results.get(u.id);
-    if (r?.record) images.set(`${u.spec.workload.name} ${Object.entries(u.spec.workload.params).map(([k, v]) => `${k}=${v}`).join(' ')}`.trim(), r.record.image.sha256);
+    const name = `${u.spec.workload.name} ${Object.entries(u.spec.workload.params).map(([k, v]) => `${k}=${v}`).join(' ')}`.trim();
+    if (r?.record) images.set(name, r.record.image.sha256);
+    if (r?.trace) {
+      const i = u.spec.input;
+      const how = i?.kind === 'replay' && 'recipe' in i.trace ? ` (DIR/traces/${i.trace.key}.vlt, recorded natively under ${i.trace.recipe.profile.id}${Object.keys(i.trace.recipe.profile.set).length ? ' with changes' : ''} by virtlab ${i.trace.recipe.recorder})` : ' (the scenario\'s trace file)';
+      traces.set(name, `sha256 ${r.trace.sha256}${how}`);
+    }
   }
   return [
     ['scenario', `${m.scenario.name} — ${m.scenario.file}`],
@@ -140,9 +147,31 @@ function provenanceRows(e: Experiment): [string, string][] {
     ['Node.js', `${p.node} (${p.platform})`],
     ['seeds', m.seeds ? m.seeds.join(', ') : 'none (workloads at their default seed)'],
     ['runs', `${m.units.length} units, ${e.results.size} stored`],
-    ['traces', 'none: every run executed its workload directly (record/replay not yet wired in)'],
+    ['inputs', inputsSummary(e)],
+    ...[...traces.entries()].map(([k, v]): [string, string] => [`trace ${k}`, v]),
     ...[...images.entries()].map(([k, v]): [string, string] => [`image ${k}`, v]),
   ];
+}
+
+/** Which runs replayed a recording (paired with native's inputs) and which ran directly. */
+export function inputsSummary(e: Experiment): string {
+  const by = new Map<string, { replay: number; direct: number; diverged: number }>();
+  for (const u of e.manifest.units) {
+    const r = e.results.get(u.id);
+    const kind = r?.input ?? u.spec.input?.kind;
+    if (!kind) continue;
+    const c = by.get(u.spec.mode) ?? { replay: 0, direct: 0, diverged: 0 };
+    c[kind]++;
+    if (r?.divergence) c.diverged++;
+    by.set(u.spec.mode, c);
+  }
+  if (by.size === 0) return 'no runs stored';
+  const replayed = [...by].filter(([, c]) => c.replay > 0).map(([m, c]) => `${m} ${c.replay}${c.diverged ? ` (${c.diverged} diverged: failed)` : ''}`);
+  const direct = [...by].filter(([, c]) => c.direct > 0).map(([m, c]) => `${m} ${c.direct}`);
+  return [
+    replayed.length ? `paired by replay of one native recording per workload, parameters and seed: ${replayed.join(', ')}` : 'no run replayed a recording',
+    direct.length ? `run directly with the same parameters and seed (not paired: their inputs' timing is their own): ${direct.join(', ')}` : 'no run executed directly',
+  ].join('; ');
 }
 
 function summaryMarkdown(e: Experiment, summary: Row[], found: string[], charts: readonly ReportChart[], profiles: ProfileInfo[]): string {

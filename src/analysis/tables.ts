@@ -41,6 +41,11 @@ export interface ResultRow {
   instructions: number | null; cycles: number | null; idleCycles: number | null;
   benchOps: number | null; benchCycles: number | null; cyclesPerOp: number | null;
   checksum: string | null; consoleSha256: string | null; imageSha256: string | null;
+  /** `replay` (the workload's recording: paired with native) or `direct` (trap, pv: its own run, same seed). */
+  input: 'replay' | 'direct' | null;
+  /** The replay's divergence (one line), if any: such a unit failed. */
+  divergence: string | null;
+  traceSha256: string | null;
 }
 
 /** Rows of the results table, in matrix order (units without a stored result: status "missing"). */
@@ -66,6 +71,7 @@ export function resultRows(e: Experiment): ResultRow[] {
         instructions: rec?.instructions ?? null, cycles: r?.status === 'ok' && rec ? rec.cycles : null, idleCycles: rec?.idleCycles ?? null,
         benchOps, benchCycles, cyclesPerOp: benchOps && benchCycles !== null ? benchCycles / benchOps : null,
         checksum: r?.checksum ?? null, consoleSha256: rec?.consoleSha256 ?? null, imageSha256: rec?.image.sha256 ?? null,
+        input: r?.input ?? (u.spec.input?.kind ?? null), divergence: r?.divergence ?? null, traceSha256: r?.trace?.sha256 ?? null,
       });
     }
   }

@@ -45,7 +45,8 @@ export function inspectCommand(argv: string[], out: { stdout: (s: string) => voi
   if (values.json) { out.stdout(JSON.stringify(s, null, 2) + '\n'); return 0; }
   const h = trace.header;
   const lines: string[] = [];
-  lines.push(`${file}: virtlab.trace/1, ${s.fileBytes} bytes, recorded by virtlab ${h.recorder.version}`);
+  lines.push(`${file}: virtlab.trace/1 (format version ${h.mode === 'pv' ? 2 : 1}), ${s.fileBytes} bytes, recorded by virtlab ${h.recorder.version}`);
+  lines.push(h.mode === 'pv' ? 'recorded under: pv (a paravirtualized guest; replays under --mode pv only)' : 'recorded under: native (replays under native, trap, full, hw; not pv)');
   lines.push(`image: ${h.image.path} (${h.image.format}, ${h.image.bytes} bytes, sha256 ${h.image.sha256})${h.workload !== null ? `; workload ${h.workload.name} ${JSON.stringify(h.workload.params)}` : ''}`);
   lines.push(`machine: ${h.machine.memoryMiB} MiB${h.machine.disk !== null ? `, disk ${h.machine.disk.name} (${h.machine.disk.sectors} sectors)` : ''}${h.machine.nic !== null ? `, nic ${h.machine.nic.name}` : ''}; seed ${h.seed ?? '(the workload\'s)'}; recorded with profile ${h.profile.name}`);
   lines.push(`run: ${s.instructions} logical instructions, exit ${JSON.stringify(trace.trailer.exit)}, status ${trace.trailer.exitStatus}, console ${trace.trailer.consoleBytes} bytes`);

@@ -14,6 +14,7 @@ import { recordCommand } from './record.js';
 import { replayCommand } from './replay.js';
 import { inspectCommand } from './inspect.js';
 import { verifyCommand } from './verify.js';
+import { runChunkCommand } from './run-chunk.js';
 
 const HELP = `usage: virtlab <command> [options]
 
@@ -27,6 +28,7 @@ commands:
   inspect FILE                 a trace's header, chunks, event counts and checksum integrity
   experiment <scenario.json>   run an experiment (workloads x modes x profiles) and write its report
   report <dir>                 re-render an experiment's report from its stored results
+  run-chunk --manifest M --chunk K   run one chunk of an experiment (what a Slurm array task runs)
   verify --property NAME       property-based verification of the monitors (--mutants: against injected bugs)
 
 Run "virtlab <command> --help" for a command's options.
@@ -70,8 +72,10 @@ export function main(argv: string[], io: CliIo = processIo): number {
         return inspectCommand(rest, { stdout: (s) => io.stdout(s), stderr });
       case 'verify':
         return verifyCommand(rest, { stdout: (s) => io.stdout(s), stderr });
+      case 'run-chunk':
+        return runChunkCommand(rest, { stdout: (s) => io.stdout(s), stderr });
       default:
-        stderr(`virtlab: unknown command "${cmd}" (commands: exec, build-guest, workloads, profiles, record, replay, inspect, verify; see virtlab --help)\n`);
+        stderr(`virtlab: unknown command "${cmd}" (commands: exec, build-guest, workloads, profiles, record, replay, inspect, verify, run-chunk; see virtlab --help)\n`);
         return STATUS_ERROR;
     }
   } catch (e) {

@@ -1,12 +1,12 @@
 /**
- * `virtlab record`: runs a guest natively and writes its trace (docs/trace-format.md).
+ * `virtlab record`: runs a guest natively (or a paravirtualized one under pv) and writes its trace (docs/trace-format.md).
  */
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ImageError } from '../guest/elf.js';
-import { loadProfile, DEFAULT_PROFILE } from '../profiles/index.js';
-import { recordTrace } from '../trace/recorder.js';
+import { loadProfile, DEFAULT_PROFILE, DEFAULT_VMM_PROFILE } from '../profiles/index.js';
+import { recordTrace, RECORD_MODES, type RecordMode } from '../trace/recorder.js';
 import { serializeRunRecord, writeFileAtomic } from '../trace/run-record.js';
 import { UsageError } from './errors.js';
 import { parseParamList, WORKLOAD_PREFIX, workloadForExec, type ExecWorkload } from './workloads.js';
@@ -17,17 +17,22 @@ export const RECORD_USAGE = `usage: virtlab record <image> -o FILE [options]
 Runs the guest natively (as virtlab exec does) and writes a trace: the guest image, the
 machine, and every nondeterministic input at its logical position (interrupts, device
 register reads, disk completions, frame arrivals, RDTSC values), with checkpoints of the
-guest's state. Replay it under any mode with virtlab replay. The same command gives the
-same bytes. The console goes to stdout; the exit status is the guest's, as for exec.
+guest's state. Replay it under any mode but pv with virtlab replay. With --mode pv the
+guest runs under the pv hypervisor (a paravirtualized kernel, as in Xen: another guest)
+and the trace holds pv's inputs (timer VIRQs, back-end completions, frame arrivals, RDTSC);
+it replays under --mode pv only. The same command gives the same bytes. The console goes
+to stdout; the exit status is the guest's, as for exec.
 
 options:
   -o, --output FILE      the trace file to write (atomically)
+  --mode native|pv       what runs the guest while recording (default native)
   --seed N               seed of the devices' timing and traffic generators (disk latency
                          jitter, frame arrivals, echo jitter); default: the workload's
   --param k=v            with workload:NAME: a workload parameter (repeatable)
   --max-instructions N   stop after N instructions (default 1000000000; a workload's own budget)
   --memory MiB           RAM size (default 64)
-  --profile NAME|FILE    cost profile of the recording run (default ${DEFAULT_PROFILE}): it decides
+  --profile NAME|FILE    cost profile of the recording run (default ${DEFAULT_PROFILE}; with --mode pv
+                         ${DEFAULT_VMM_PROFILE}, as exec and replay use): it decides
                          when, in instructions, the timer and devices interrupt
   --flat ADDR            the image is a raw binary loaded at ADDR (--entry ADDR, --real-mode)
   --cmdline TEXT         Multiboot command line
@@ -70,6 +75,7 @@ export function recordCommand(argv: string[], out: { stdout: (b: Uint8Array) => 
         args: argv, allowPositionals: true, strict: true,
         options: {
           output: { type: 'string', short: 'o' },
+          mode: { type: 'string' },
           seed: { type: 'string' },
           param: { type: 'string', multiple: true },
           'max-instructions': { type: 'string' },
@@ -92,6 +98,10 @@ export function recordCommand(argv: string[], out: { stdout: (b: Uint8Array) => 
   if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'record: missing <image>' : `record: expected one image, got ${positionals.length}: ${positionals.join(' ')}`);
   if (values.output === undefined) throw new UsageError('record: -o FILE is required (where to write the trace)');
   const imagePath = positionals[0]!;
+  const mode = values.mode ?? 'native';
+  if (!(RECORD_MODES as readonly string[]).includes(mode)) {
+    throw new UsageError(`--mode: a guest is recorded with --mode native or pv, got "${mode}" (record natively, then replay under ${mode})`);
+  }
   const seed = values.seed !== undefined ? parseNumber('--seed', values.seed, 0, 0xffffffff) : null;
   const memoryMiB = values.memory !== undefined ? parseNumber('--memory', values.memory, 1, 2048) : 64;
   const maxGiven = values['max-instructions'] !== undefined ? parseNumber('--max-instructions', values['max-instructions'], 1, Number.MAX_SAFE_INTEGER) : undefined;
@@ -99,6 +109,7 @@ export function recordCommand(argv: string[], out: { stdout: (b: Uint8Array) => 
   const flat = values.flat !== undefined ? parseNumber('--flat', values.flat, 0, 0xffffffff) : undefined;
   if (flat === undefined && (values.entry !== undefined || values['real-mode'])) throw new UsageError('--entry and --real-mode need --flat ADDR');
   if (flat !== undefined && values.cmdline !== undefined) throw new UsageError('--cmdline is for Multiboot images, not with --flat');
+  if (mode === 'pv' && flat !== undefined) throw new UsageError('--mode pv needs a paravirtualized Multiboot kernel (its PV note), not a raw binary (--flat)');
   const entry = values.entry !== undefined ? parseNumber('--entry', values.entry, 0, 0xffffffff) : undefined;
   let workload: ExecWorkload | null = null;
   let workloadInfo: { name: string; params: Record<string, string> } | null = null;
@@ -109,7 +120,7 @@ export function recordCommand(argv: string[], out: { stdout: (b: Uint8Array) => 
   } else if (values.param !== undefined) {
     throw new UsageError('--param is for workload:NAME images');
   }
-  const profile = loadProfile(values.profile ?? DEFAULT_PROFILE);
+  const profile = loadProfile(values.profile ?? (mode === 'pv' ? DEFAULT_VMM_PROFILE : DEFAULT_PROFILE));
   const bytes = workload ? workload.bytes : readImage(imagePath);
   const rec = recordTrace({
     image: { bytes, path: imagePath },
@@ -124,6 +135,7 @@ export function recordCommand(argv: string[], out: { stdout: (b: Uint8Array) => 
     checkpointInterval: ck,
     ramDigestEvery: ck !== undefined ? ck * 64 : undefined,
     onConsole: (chunk) => out.stdout(chunk),
+    mode: mode as RecordMode,
   });
   if (rec.run.message !== null) out.stderr(`virtlab: ${imagePath}: ${rec.run.message}\n`);
   try {

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadProfile, DEFAULT_PROFILE, DEFAULT_VMM_PROFILE } from '../profiles/index.js';
 import { TraceFormatError } from '../trace/format.js';
-import { formatDivergence, replayTrace } from '../trace/replayer.js';
+import { formatDivergence, replayTrace, TraceModeError } from '../trace/replayer.js';
 import { serializeRunRecord, writeFileAtomic } from '../trace/run-record.js';
 import { STATUS_ERROR } from '../trace/exit-status.js';
 import { createMonitor, HW_DEFAULTS, MONITOR_MODES, type MonitorMode } from '../vmm/index.js';
@@ -14,7 +14,9 @@ import { UsageError } from './errors.js';
 export const REPLAY_USAGE = `usage: virtlab replay FILE --mode MODE [options]
 
 Re-executes the trace's guest under MODE with every input taken from the trace at its
-logical position, checking the guest's state at every checkpoint. The console goes to
+logical position, checking the guest's state at every checkpoint. A native trace replays
+under any mode but pv; a trace recorded with --mode pv (a paravirtualized guest) under pv
+only. The console goes to
 stdout; the exit status is the guest's (the recording's, unless the replay diverged).
 A divergence stops the replay with one line on stderr — the logical position, what was
 expected and what was found, and the instruction there — and exit status 2.
@@ -91,6 +93,8 @@ export function replayCommand(argv: string[], out: { stdout: (b: Uint8Array) => 
     });
   } catch (e) {
     if (e instanceof TraceFormatError) { out.stderr(`virtlab: ${e.message}\n`); return STATUS_ERROR; }
+    // The trace's recording mode refuses this one: one line, before anything runs.
+    if (e instanceof TraceModeError) { out.stderr(`virtlab: ${file}: ${e.message}\n`); return STATUS_ERROR; }
     if (e instanceof RangeError) throw new UsageError(`${file}: ${e.message}`);
     throw e;
   }

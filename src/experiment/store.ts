@@ -3,14 +3,18 @@
  *   DIR/experiment.json   the manifest: scenario (as given) and its hash, the units in order
  *                         with their memberships, provenance
  *   DIR/runs/<id>.json    one finished unit each (UnitResult), written atomically
- * A run file counts as done only if it parses and matches its unit (id and spec).
+ *   DIR/traces/<key>.vlt  one recording per distinct workload, parameters and seed (replayed
+ *                         by the units whose input is `replay`), written atomically
+ * A run file counts as done only if it parses and matches its unit (id and spec) and, for a
+ * replay, the trace it replayed is the one stored now (same SHA-256).
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../trace/run-record.js';
 import type { UnitResult } from './execute.js';
-import { canonicalJson, type RunUnit } from './matrix.js';
+import { canonicalJson, RECORD_TASK_PREFIX, specIdentity, type RunUnit, type UnitSpec } from './matrix.js';
 import type { Scenario } from './scenario.js';
 
 /** Bad experiment directory (e.g. it holds another scenario's results). */
@@ -75,6 +79,46 @@ export function manifestFor(s: Scenario, units: readonly RunUnit[]): Manifest {
 export const runsDir = (dir: string): string => join(dir, 'runs');
 export const runFile = (dir: string, id: string): string => join(runsDir(dir), `${id}.json`);
 export const manifestFile = (dir: string): string => join(dir, 'experiment.json');
+export const tracesDir = (dir: string): string => join(dir, 'traces');
+
+/** The trace file a unit replays (DIR/traces/<key>.vlt or the scenario's file); null for a direct unit. */
+export function traceFileFor(dir: string, spec: UnitSpec): string | null {
+  if (spec.input.kind !== 'replay') return null;
+  const t = spec.input.trace;
+  return 'file' in t ? t.file : join(tracesDir(dir), `${t.key}.vlt`);
+}
+
+// SHA-256 of trace files, by path, size and modification time (resume checks many runs per trace).
+const shaCache = new Map<string, { size: number; mtimeMs: number; sha: string }>();
+/** SHA-256 of a stored trace file, or null if there is none. */
+export function traceFileSha(file: string): string | null {
+  let st;
+  try { st = statSync(file); } catch { return null; }
+  const c = shaCache.get(file);
+  if (c && c.size === st.size && c.mtimeMs === st.mtimeMs) return c.sha;
+  const sha = createHash('sha256').update(readFileSync(file)).digest('hex');
+  shaCache.set(file, { size: st.size, mtimeMs: st.mtimeMs, sha });
+  return sha;
+}
+
+/** The units with the experiment's trace directory set (where workers find and write recordings). */
+export function withTraceDir(dir: string, units: readonly RunUnit[]): RunUnit[] {
+  return units.map((u) => (u.spec.input.kind === 'replay' ? { ...u, spec: { ...u.spec, traceDir: tracesDir(dir) } } : u));
+}
+
+/**
+ * One recording task (id `record:<key>`) per distinct recording that `units` replay, in
+ * matrix order; a trace given as a file needs none.
+ */
+export function recordingTasks(units: readonly RunUnit[]): RunUnit[] {
+  const out = new Map<string, RunUnit>();
+  for (const u of units) {
+    if (u.spec.input.kind !== 'replay' || !('recipe' in u.spec.input.trace)) continue;
+    const key = u.spec.input.trace.key;
+    if (!out.has(key)) out.set(key, { id: `${RECORD_TASK_PREFIX}${key}`, spec: u.spec, memberships: [u.memberships[0]!] });
+  }
+  return [...out.values()];
+}
 
 /** Reads DIR/experiment.json (StoreError if missing or unreadable). */
 export function readManifest(dir: string): Manifest {
@@ -116,9 +160,12 @@ export function readResult(dir: string, unit: RunUnit): UnitResult | null {
   try {
     const r = JSON.parse(readFileSync(f, 'utf8')) as UnitResult;
     if (r.schema !== 'virtlab.experiment-run/1' || r.id !== unit.id) return null;
-    if (canonicalJson(r.spec) !== canonicalJson(unit.spec)) return null;
+    if (canonicalJson(specIdentity(r.spec)) !== canonicalJson(specIdentity(unit.spec))) return null;
     if (r.status !== 'ok' && r.status !== 'failed') return null;
     if (r.status === 'ok' && (r.record === null || typeof r.record.cycles !== 'number' || !Array.isArray(r.timeline))) return null;
+    // A replay counts only with the trace it replayed: a re-recorded trace with other bytes voids it.
+    const tf = traceFileFor(dir, unit.spec);
+    if (r.status === 'ok' && tf !== null && (r.trace == null || traceFileSha(tf) !== r.trace.sha256)) return null;
     return r;
   } catch {
     return null;

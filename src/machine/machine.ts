@@ -6,11 +6,11 @@ import { toCostTable } from '../profiles/index.js';
 import { accountCycles, type CycleAccounting } from './accounting.js';
 import { Clock } from './clock.js';
 import { Cpu, CS, EAX, EBX } from './cpu/cpu.js';
-import { attachBlockDevice, type AtaController, type BlockDeviceOptions } from './devices/block-device.js';
+import { attachBlockDevice, type AtaController, type AtaCounters, type BlockDeviceOptions } from './devices/block-device.js';
 import { ConsoleSink } from './devices/console.js';
 import { DebugCon } from './devices/debugcon.js';
 import { ExitDevice, stopMachine } from './devices/exit-device.js';
-import { attachNic, type E1000, type NicOptions } from './devices/nic.js';
+import { attachNic, type E1000, type E1000Counters, type NicOptions } from './devices/nic.js';
 import { DualPic } from './devices/pic.js';
 import { Pit } from './devices/pit.js';
 import { SystemPorts } from './devices/system-ports.js';
@@ -35,6 +35,26 @@ export interface MachineOptions {
    * 0): the guest is told only `memoryMiB` (see `PhysicalMemory.guestSize`).
    */
   readonly monitorMiB?: number;
+  /**
+   * The block compiler (default true). Off, every instruction is interpreted: the run is
+   * exactly the same (registers, memory, cycles, counters), only slower — for equivalence
+   * tests and for measuring the JIT.
+   */
+  readonly jit?: boolean;
+}
+
+/** Key order of the ATA counters in `RunOutcome.devices.ata` (fixed: records are compared as bytes). */
+const ATA_KEYS: readonly (keyof AtaCounters)[] = ['registerAccesses', 'commands', 'errors', 'interrupts', 'dmaBytes', 'pioBytes', 'dmaErrors', 'dmaOutsideRam'];
+/** Key order of the e1000 counters in `RunOutcome.devices.e1000`. */
+const E1000_KEYS: readonly (keyof E1000Counters)[] = [
+  'portAccesses', 'registerAccesses', 'interrupts', 'txFrames', 'txBytes', 'rxFrames', 'rxBytes', 'dmaBytes',
+  'rxDropped', 'rxNoBuffer', 'unsupportedDescriptors', 'dmaErrors', 'dmaOutsideRam', 'unmodelledRegisterAccesses',
+];
+
+function pick<T extends object>(counters: T, keys: readonly (keyof T)[]): Readonly<T> {
+  const out = {} as T;
+  for (const k of keys) out[k] = counters[k];
+  return out;
 }
 
 /** Why a run ended. */
@@ -70,6 +90,10 @@ export interface RunOutcome {
     /** Rising edges of PIT channel 0 (timer interrupt requests). */
     readonly timerTicks: number;
     readonly spuriousInterrupts: number;
+    /** The ATA controller's counters, when the machine has a disk (`AtaCounters`, that key order). */
+    readonly ata?: Readonly<AtaCounters>;
+    /** The e1000's counters, when the machine has a NIC (`E1000Counters`, that key order). */
+    readonly e1000?: Readonly<E1000Counters>;
   };
   readonly console: { readonly bytes: number; readonly sha256: string };
 }
@@ -144,6 +168,7 @@ export class Machine {
     this.disk = options.disk ? attachBlockDevice(this, options.disk) : null;
     this.nic = options.nic ? attachNic(this, options.nic) : null;
     this.installHaltWatchdog();
+    if (options.jit === false) cpu.jitEnabled = false;
   }
 
   /**
@@ -231,7 +256,11 @@ export class Machine {
         accessedDirtyUpdates: cpu.adUpdates,
       },
       events,
-      devices: { portAccesses: this.io.accesses, timerTicks: this.pit.irq0Edges, spuriousInterrupts: this.pic.spurious },
+      devices: {
+        portAccesses: this.io.accesses, timerTicks: this.pit.irq0Edges, spuriousInterrupts: this.pic.spurious,
+        ...(this.disk !== null ? { ata: pick(this.disk.counters, ATA_KEYS) } : {}),
+        ...(this.nic !== null ? { e1000: pick(this.nic.counters, E1000_KEYS) } : {}),
+      },
       console: { bytes: this.console.length, sha256: this.console.sha256() },
     };
   }

@@ -9,8 +9,13 @@ import { crc32, deflateRawSync, inflateRawSync } from 'node:zlib';
 
 /** The first 8 bytes of every trace. */
 export const TRACE_MAGIC = 'VLTRACE\0';
-/** The format version this code reads and writes. */
+/** The format version of a native recording (what this code writes for one). */
 export const TRACE_VERSION = 1;
+/**
+ * The format version of a `pv` recording (docs/trace-format.md, "pv traces"): a version-1
+ * reader refuses it up front rather than replaying a paravirtualized guest natively.
+ */
+export const TRACE_VERSION_PV = 2;
 /** The last 8 bytes of every trace. */
 export const FOOTER_MAGIC = 'VLTREND\0';
 
@@ -65,11 +70,11 @@ export class TraceWriter {
   /** File offsets of the sections written, by order. */
   readonly offsets: number[] = [];
 
-  constructor() {
+  constructor(version: number = TRACE_VERSION) {
     const p = new Uint8Array(PREAMBLE);
     p.set(ascii(TRACE_MAGIC), 0);
     const dv = new DataView(p.buffer);
-    dv.setUint32(8, TRACE_VERSION, true);
+    dv.setUint32(8, version, true);
     dv.setUint32(12, 0, true); // flags, none defined
     this.push(p);
   }
@@ -115,14 +120,14 @@ export class TraceWriter {
  * Reads and checks the whole container: preamble, every section's frame, checksum and
  * inflation, and the footer. Throws TraceFormatError at the first problem.
  */
-export function readSections(bytes: Uint8Array, file: string): { sections: SectionEntry[]; indexOffset: number } {
+export function readSections(bytes: Uint8Array, file: string): { sections: SectionEntry[]; indexOffset: number; version: number } {
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (bytes.length < PREAMBLE) throw new TraceFormatError(file, bytes.length, `file ends inside the ${PREAMBLE}-byte preamble (a virtlab trace starts with "VLTRACE\\0")`);
   for (let i = 0; i < 8; i++) {
     if (bytes[i] !== TRACE_MAGIC.charCodeAt(i)) throw new TraceFormatError(file, i, `bad magic: expected "VLTRACE\\0" (a virtlab trace), got ${hexBytes(bytes.subarray(0, 8))}`);
   }
   const version = dv.getUint32(8, true);
-  if (version !== TRACE_VERSION) throw new TraceFormatError(file, 8, `unsupported format version ${version} (this virtlab reads version ${TRACE_VERSION})`);
+  if (version !== TRACE_VERSION && version !== TRACE_VERSION_PV) throw new TraceFormatError(file, 8, `unsupported format version ${version} (this virtlab reads version ${TRACE_VERSION}, and ${TRACE_VERSION_PV} for pv recordings)`);
   const flags = dv.getUint32(12, true);
   if (flags !== 0) throw new TraceFormatError(file, 12, `unknown flags 0x${flags.toString(16)} (expected 0)`);
   if (bytes.length < PREAMBLE + FOOTER) throw new TraceFormatError(file, bytes.length, 'file ends before the footer (truncated)');
@@ -163,7 +168,7 @@ export function readSections(bytes: Uint8Array, file: string): { sections: Secti
   if (!sections.some((s) => s.offset === indexOffset && s.kind === Section.Index)) {
     throw new TraceFormatError(file, end, `footer points at ${indexOffset}, which is not an index section`);
   }
-  return { sections, indexOffset };
+  return { sections, indexOffset, version };
 }
 
 // ---- byte encodings ----

@@ -21,6 +21,7 @@ export interface TraceSummary {
 
 export function summarizeTrace(t: Trace): TraceSummary {
   const counts: Record<string, number> = { interrupt: 0, 'block-complete': 0, 'net-rx': 0, checkpoint: 0, 'ram-digest': 0, 'port-read': 0, rdtsc: 0, 'tnt-bit': 0, tip: 0 };
+  if (t.header.mode === 'pv') counts.virq = 0;
   const vectors: Record<string, number> = {};
   for (const c of t.chunks) {
     for (const e of c.events) {

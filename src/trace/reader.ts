@@ -3,7 +3,7 @@
  * checksums: header schema, blobs and their hashes, chunks against the index, the trailer.
  */
 import { createHash } from 'node:crypto';
-import { readSections, Section, TraceFormatError, type SectionEntry } from './format.js';
+import { readSections, Section, TRACE_VERSION_PV, TraceFormatError, type SectionEntry } from './format.js';
 import { decodeBlob, decodeChunk, decodeIndex, type Chunk, type IndexEntry, type TraceHeader, type TraceTrailer } from './trace-data.js';
 
 /** A trace, read and checked. */
@@ -21,11 +21,16 @@ export interface Trace {
 
 /** Parses and checks `bytes` (`file` names it in errors). Throws TraceFormatError. */
 export function readTrace(bytes: Uint8Array, file = '<trace>'): Trace {
-  const { sections, indexOffset } = readSections(bytes, file);
+  const { sections, indexOffset, version } = readSections(bytes, file);
   const first = sections[0];
   if (first === undefined || first.kind !== Section.Header) throw new TraceFormatError(file, first?.offset ?? 16, 'expected the header section first');
   const header = parseJson<TraceHeader>(first, file, 'header');
   checkHeader(header, file, first.offset);
+  // The recording mode and the format version go together (a pv trace is version 2).
+  const pv = header.mode === 'pv';
+  if (pv !== (version === TRACE_VERSION_PV)) {
+    throw new TraceFormatError(file, first.offset, pv ? `header: recording mode pv in a version-${version} file (pv recordings are version ${TRACE_VERSION_PV})` : `header: a version-${version} file must say "mode": "pv" (it is the format of pv recordings)`);
+  }
   let image: Uint8Array | null = null;
   let disk: Uint8Array | null = null;
   const chunks: Chunk[] = [];
@@ -45,7 +50,7 @@ export function readTrace(bytes: Uint8Array, file = '<trace>'): Trace {
       }
       case Section.Chunk: {
         if (index !== null) throw new TraceFormatError(file, s.offset, 'chunk after the index');
-        const c = decodeChunk(s.payload, file, s.offset);
+        const c = decodeChunk(s.payload, file, s.offset, pv);
         const prevEnd = chunks.length > 0 ? chunks[chunks.length - 1]!.end : 0;
         if (c.start !== prevEnd) throw new TraceFormatError(file, s.offset, `chunk starts at position ${c.start}, expected ${prevEnd} (where the previous one ended)`);
         chunks.push(c);
@@ -95,6 +100,7 @@ function checkHeader(h: TraceHeader, file: string, at: number): void {
   if (!Number.isSafeInteger(h.maxInstructions) || h.maxInstructions < 1) bad('maxInstructions must be a positive integer');
   if (!Number.isSafeInteger(h.checkpointInterval) || h.checkpointInterval < 1) bad('checkpointInterval must be a positive integer');
   if (typeof h.profile?.name !== 'string') bad('profile.name expected');
+  if (h.mode !== undefined && h.mode !== 'pv') bad(`mode "${String(h.mode)}", expected "pv" or no mode (a native recording)`);
 }
 
 function sha256(b: Uint8Array): string { return createHash('sha256').update(b).digest('hex'); }

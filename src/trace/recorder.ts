@@ -11,7 +11,7 @@ import type { RunProgress } from '../machine/machine.js';
 import { PortBus } from '../machine/port-bus.js';
 import type { LoadedProfile } from '../profiles/index.js';
 import { BitWriter, installBranchLog } from './branch-log.js';
-import { Section, TraceWriter } from './format.js';
+import { Section, TRACE_VERSION, TRACE_VERSION_PV, TraceWriter } from './format.js';
 import { finishGuestRun, prepareGuest, type GuestRun, type GuestRunSpec } from './run-guest.js';
 import {
   captureState, encodeBlob, encodeChunk, encodeIndex, Ev, ramDigest,
@@ -49,7 +49,18 @@ export interface RecordSpec {
   readonly branches?: boolean;
   readonly onConsole?: (chunk: Uint8Array) => void;
   readonly onProgress?: (p: RunProgress) => void;
+  /**
+   * What runs the guest while it is recorded (default `native`). `pv`: the pv hypervisor,
+   * for a paravirtualized kernel, which is a different guest (its own instruction stream):
+   * the trace holds the pv monitor's inputs (virtual IRQs, back-end completions, arrivals,
+   * RDTSC, permitted port reads) and replays under `pv` only (docs/trace-format.md).
+   */
+  readonly mode?: RecordMode;
 }
+
+/** The modes a guest can be recorded under. */
+export type RecordMode = 'native' | 'pv';
+export const RECORD_MODES: readonly RecordMode[] = ['native', 'pv'];
 
 /** A recording: the trace's bytes and the native run that produced them. */
 export interface Recording {
@@ -73,8 +84,11 @@ export function recorderVersion(): string {
   return cachedVersion;
 }
 
-/** Records `spec` natively; the same spec gives the same bytes. */
+/** Records `spec` natively (or under pv, `spec.mode`); the same spec gives the same bytes. */
 export function recordTrace(spec: RecordSpec): Recording {
+  const mode = spec.mode ?? 'native';
+  if (mode !== 'native' && mode !== 'pv') throw new RangeError(`a guest is recorded natively or under pv (a paravirtualized guest), not under ${String(mode)}: record it natively and replay the trace with that mode`);
+  const pv = mode === 'pv';
   const ck = spec.checkpointInterval ?? CHECKPOINT_INTERVAL;
   const ramEvery = spec.ramDigestEvery ?? RAM_DIGEST_EVERY;
   if (!Number.isSafeInteger(ck) || ck < 1) throw new RangeError(`checkpoint interval must be a positive integer, got ${ck}`);
@@ -87,13 +101,15 @@ export function recordTrace(spec: RecordSpec): Recording {
   };
   const runSpec: GuestRunSpec = {
     image: spec.image, flat: spec.flat, cmdline: spec.cmdline, memoryMiB: spec.memoryMiB, devices,
-    mode: 'native', profile: spec.profile, maxInstructions: spec.maxInstructions, onConsole: spec.onConsole,
+    mode, profile: spec.profile, maxInstructions: spec.maxInstructions, onConsole: spec.onConsole,
   };
   // The console output is kept per chunk (the replay checks its own against it).
   let consoleOut: Uint8Array[] = [];
   const prepared = prepareGuest({ ...runSpec, onConsole: (b) => { consoleOut.push(b.slice()); spec.onConsole?.(b); } });
   const { machine } = prepared;
   const cpu = machine.cpu;
+  // Under pv the checkpoints hold the CRs the pv guest runs on; natively the CPU's own.
+  const stateMonitor = pv ? prepared.monitor : null;
   const ata = machine.disk, nic = machine.nic;
   const diskImage = ata !== null ? ata.disk.image.slice() : null;
 
@@ -127,8 +143,10 @@ export function recordTrace(spec: RecordSpec): Recording {
     maxInstructions: spec.maxInstructions,
     checkpointInterval: ck,
     ramDigestEvery: ramEvery,
+    // Only a pv recording says so: a native header stays as it was (same bytes, same digests).
+    ...(pv ? { mode: 'pv' as const } : {}),
   };
-  const w = new TraceWriter();
+  const w = new TraceWriter(pv ? TRACE_VERSION_PV : TRACE_VERSION);
   w.section(Section.Header, new TextEncoder().encode(JSON.stringify(header)));
   w.section(Section.Blob, encodeBlob('image', spec.image.bytes));
   if (diskImage !== null) w.section(Section.Blob, encodeBlob('disk', diskImage));
@@ -140,7 +158,22 @@ export function recordTrace(spec: RecordSpec): Recording {
   let buffered = 0;
   let lastIdle = cpu.idleCycles;
   const idle = (): number => { const v = cpu.idleCycles - lastIdle; lastIdle = cpu.idleCycles; return v; };
-  const counts = { interrupt: 0, 'block-complete': 0, 'net-rx': 0, checkpoint: 0, 'port-read': 0, rdtsc: 0, 'ram-digest': 0, 'tnt-bit': 0, tip: 0 };
+  const counts: Record<string, number> = { interrupt: 0, 'block-complete': 0, 'net-rx': 0, checkpoint: 0, 'port-read': 0, rdtsc: 0, 'ram-digest': 0, 'tnt-bit': 0, tip: 0 };
+  if (pv) {
+    // The pv hypervisor's timer reaches the guest as VIRQ_TIMER on an event channel (its only
+    // asynchronous input besides the back ends' completions and arrivals, which the disk and
+    // link observers below see): record every send at its position. The upcall it may raise
+    // follows from the guest's state (mask, pending bits), so it is not an input.
+    counts.virq = 0;
+    const events0 = pvEvents(prepared.monitor);
+    const send = events0.sendVirq.bind(events0);
+    events0.sendVirq = (virq: number): boolean => {
+      events.push({ kind: Ev.Virq, pos: cpu.instructions, eip: cpu.eip >>> 0, idle: idle(), virq });
+      counts.virq!++;
+      buffered += 8;
+      return send(virq);
+    };
+  }
   const ack = cpu.intrAck;
   cpu.intrAck = () => {
     const vector = ack();
@@ -221,7 +254,7 @@ export function recordTrace(spec: RecordSpec): Recording {
     spec.onProgress?.({ instructions: cpu.instructions, cycles: cpu.cycles });
     if (cpu.instructions === next && next % ck === 0 && cpu.stopReason === null) {
       const ram = next % ramEvery === 0 ? ramDigest(cpu) : null;
-      events.push({ kind: Ev.Checkpoint, pos: next, state: captureState(cpu, null), ram });
+      events.push({ kind: Ev.Checkpoint, pos: next, state: captureState(cpu, stateMonitor), ram });
       counts.checkpoint++;
       if (ram !== null) counts['ram-digest']++;
       buffered += 90;
@@ -232,9 +265,9 @@ export function recordTrace(spec: RecordSpec): Recording {
   machine.console.flush();
   // The final state, with a RAM digest: the replay's end is checked too.
   const end = cpu.instructions;
-  events.push({ kind: Ev.Checkpoint, pos: end, state: captureState(cpu, null), ram: ramDigest(cpu) });
-  counts.checkpoint++;
-  counts['ram-digest']++;
+  events.push({ kind: Ev.Checkpoint, pos: end, state: captureState(cpu, stateMonitor), ram: ramDigest(cpu) });
+  counts.checkpoint!++;
+  counts['ram-digest']!++;
   const finalIdle = idle();
   flush(end);
   const outcome = machine.outcome();
@@ -251,6 +284,17 @@ export function recordTrace(spec: RecordSpec): Recording {
   };
   w.section(Section.Trailer, new TextEncoder().encode(JSON.stringify(trailer)));
   return { bytes: w.finish(indexOffset), run };
+}
+
+/**
+ * The pv monitor's event channels (`PvMonitor.drivers.events`, public): where the recorder
+ * observes, and the replayer injects, the virtual IRQs the hypervisor's timer sends.
+ */
+export function pvEvents(monitor: unknown): { sendVirq(virq: number): boolean } {
+  const m = monitor as { mode?: string; drivers?: { events?: { sendVirq?: unknown } } };
+  const ev = m.drivers?.events;
+  if (m.mode !== 'pv' || ev === undefined || typeof ev.sendVirq !== 'function') throw new Error('trace: the pv monitor has no event channels to observe (drivers.events.sendVirq)');
+  return ev as { sendVirq(virq: number): boolean };
 }
 
 function sha256(b: Uint8Array): string { return createHash('sha256').update(b).digest('hex'); }

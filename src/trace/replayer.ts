@@ -18,6 +18,7 @@ import type { LoadedProfile } from '../profiles/index.js';
 import type { MonitorMode } from '../vmm/index.js';
 import { installBranchLog } from './branch-log.js';
 import { readTrace, type Trace } from './reader.js';
+import { pvEvents } from './recorder.js';
 import { finishGuestRun, prepareGuest, type GuestRun, type GuestRunSpec, type ModeOptions } from './run-guest.js';
 import { captureState, Ev, guestControlRegisters, hex32, hexBytes, ramDigest, STATE_CR_FIRST, STATE_FIELDS, type TraceEvent } from './trace-data.js';
 
@@ -75,6 +76,8 @@ export function formatDivergence(d: Divergence): string {
 export function replayTrace(bytes: Uint8Array | Trace, options: ReplayOptions): ReplayRun {
   const trace = bytes instanceof Uint8Array ? readTrace(bytes, options.file ?? '<trace>') : bytes;
   const h = trace.header;
+  checkReplayMode(h.mode ?? 'native', options.mode);
+  const pv = h.mode === 'pv';
   if (h.image.flat?.mode === 'real' && options.mode !== 'native') throw new RangeError(`--mode ${options.mode} needs a protected-mode start; this trace's guest starts in real mode`);
   const devices = {
     ...(h.machine.disk !== null ? { disk: { image: trace.disk!.slice(), seed: h.machine.disk.seed, name: h.machine.disk.name, ...(h.machine.disk.bmBase !== null ? { bmBase: h.machine.disk.bmBase } : {}) } } : {}),
@@ -147,6 +150,16 @@ export function replayTrace(bytes: Uint8Array | Trace, options: ReplayOptions): 
   // would change its hidden class and slow every access to it.)
   machine.pic.setIntr = (): void => { /* the PIC's requests: the trace decides what the CPU sees */ };
   if (cpu.intrLine) cpu.setIntrLine(false);
+
+  // ---- pv: the hypervisor's timer is cut off from the guest; the replayer sends its VIRQs ----
+  // (Its clock timer still runs in this run's time, but what it sends is dropped: the
+  // recorded sends are made at their positions through the same event channels.)
+  let sendVirq: ((virq: number) => boolean) | null = null;
+  if (pv) {
+    const ev = pvEvents(monitor);
+    sendVirq = ev.sendVirq.bind(ev);
+    ev.sendVirq = (): boolean => false;
+  }
 
   // ---- port reads and RDTSC from the trace ----
   const ports: number[] = [];
@@ -276,6 +289,7 @@ export function replayTrace(bytes: Uint8Array | Trace, options: ReplayOptions): 
         runTo(e.pos);
         switch (e.kind) {
           case Ev.Interrupt: atEvent(e); deliver(e.vector); break;
+          case Ev.Virq: atEvent(e); sendVirq!(e.virq); break;
           case Ev.BlockComplete:
           case Ev.NetRx: {
             atEvent(e);
@@ -347,7 +361,27 @@ export function replayTrace(bytes: Uint8Array | Trace, options: ReplayOptions): 
 }
 
 function kindName(k: number): string {
-  return k === Ev.Interrupt ? 'interrupt' : k === Ev.BlockComplete ? 'block completion' : k === Ev.NetRx ? 'frame arrival' : 'event';
+  return k === Ev.Interrupt ? 'interrupt' : k === Ev.Virq ? 'virtual IRQ' : k === Ev.BlockComplete ? 'block completion' : k === Ev.NetRx ? 'frame arrival' : 'event';
+}
+
+/**
+ * Thrown before a replay starts when the trace's recording mode and the replay's do not go
+ * together: a pv trace (a paravirtualized guest) replays under pv only; a native trace
+ * cannot replay under pv. A RangeError, as for the other refused mode combinations.
+ */
+export class TraceModeError extends RangeError {
+  override readonly name = 'TraceModeError';
+  constructor(readonly recordedMode: 'native' | 'pv', readonly replayMode: MonitorMode, message: string) { super(message); }
+}
+
+/** Refuses (TraceModeError) a replay mode the trace's recording mode cannot replay under. */
+export function checkReplayMode(recorded: 'native' | 'pv', mode: MonitorMode): void {
+  if (recorded === 'pv' && mode !== 'pv') {
+    throw new TraceModeError(recorded, mode, `this trace was recorded under pv: its guest is a paravirtualized kernel (hypercalls, split-driver front ends, no port I/O) that cannot run ${mode === 'native' ? 'natively' : `under ${mode}`}; replay it with --mode pv`);
+  }
+  if (recorded === 'native' && mode === 'pv') {
+    throw new TraceModeError(recorded, mode, 'this trace was recorded natively: under pv the kernel runs its paravirtualized flavour (another instruction stream, inputs as event-channel upcalls), so it cannot follow a native trace; record it with virtlab record --mode pv and replay that');
+  }
 }
 
 function describeStop(s: StopReason): string {

@@ -71,7 +71,11 @@ export function buildRunRecord(args: {
     consoleBytes: o.console.bytes,
     consoleSha256: o.console.sha256,
     events: { ...o.events },
-    devices: { ...o.devices },
+    devices: {
+      portAccesses: o.devices.portAccesses, timerTicks: o.devices.timerTicks, spuriousInterrupts: o.devices.spuriousInterrupts,
+      ...(o.devices.ata !== undefined ? { ata: { ...o.devices.ata } } : {}),
+      ...(o.devices.e1000 !== undefined ? { e1000: { ...o.devices.e1000 } } : {}),
+    },
     monitor: { ...(args.monitor ?? {}) },
     ...(args.modeOptions !== undefined ? { modeOptions: { ...args.modeOptions } } : {}),
   };

@@ -36,6 +36,11 @@ export interface TraceHeader {
   /** Logical instructions between checkpoints; a guest-RAM digest every `ramDigestEvery` of them. */
   readonly checkpointInterval: number;
   readonly ramDigestEvery: number;
+  /**
+   * `pv`: the guest was recorded under the pv hypervisor (a paravirtualized guest, its own
+   * instruction stream), and replays under pv only. Absent for a native recording.
+   */
+  readonly mode?: 'pv';
 }
 
 /** How the recording ended (section 5, JSON). */
@@ -51,15 +56,17 @@ export interface TraceTrailer {
 }
 
 /** Event kinds as stored. */
-export const Ev = { Interrupt: 1, BlockComplete: 2, NetRx: 3, Checkpoint: 4 } as const;
-export const EVENT_NAMES: Readonly<Record<number, string>> = { 1: 'interrupt', 2: 'block-complete', 3: 'net-rx', 4: 'checkpoint' };
+export const Ev = { Interrupt: 1, BlockComplete: 2, NetRx: 3, Checkpoint: 4, Virq: 5 } as const;
+export const EVENT_NAMES: Readonly<Record<number, string>> = { 1: 'interrupt', 2: 'block-complete', 3: 'net-rx', 4: 'checkpoint', 5: 'virq' };
 
 /** A positioned event. `pos`: logical instructions retired before it; `eip`: where the guest was. */
 export type TraceEvent =
   | { readonly kind: 1; readonly pos: number; readonly eip: number; readonly idle: number; readonly vector: number }
   | { readonly kind: 2; readonly pos: number; readonly eip: number; readonly idle: number; readonly device: string; readonly seq: number }
   | { readonly kind: 3; readonly pos: number; readonly eip: number; readonly idle: number; readonly device: string; readonly seq: number; readonly data: Uint8Array }
-  | { readonly kind: 4; readonly pos: number; readonly state: Uint32Array; readonly ram: Uint8Array | null };
+  | { readonly kind: 4; readonly pos: number; readonly state: Uint32Array; readonly ram: Uint8Array | null }
+  /** pv traces only: the hypervisor sent virtual IRQ `virq` (the timer's VIRQ_TIMER) to the guest. */
+  | { readonly kind: 5; readonly pos: number; readonly eip: number; readonly idle: number; readonly virq: number };
 
 /** One chunk: the events of logical span [start, end] and the reads made in it. */
 export interface Chunk {
@@ -89,6 +96,7 @@ export function encodeChunk(c: Chunk): Uint8Array {
     pos = e.pos;
     switch (e.kind) {
       case Ev.Interrupt: w.u32(e.eip); w.varint(e.idle); w.u8(e.vector); break;
+      case Ev.Virq: w.u32(e.eip); w.varint(e.idle); w.u8(e.virq); break;
       case Ev.BlockComplete: w.u32(e.eip); w.varint(e.idle); name(w, e.device); w.varint(e.seq); break;
       case Ev.NetRx: w.u32(e.eip); w.varint(e.idle); name(w, e.device); w.varint(e.seq); w.varint(e.data.length); w.bytes(e.data); break;
       case Ev.Checkpoint:
@@ -112,7 +120,8 @@ export function encodeChunk(c: Chunk): Uint8Array {
   return w.finish();
 }
 
-export function decodeChunk(payload: Uint8Array, file: string, offset: number): Chunk {
+/** `pv`: the chunk is from a pv trace (virq events allowed). */
+export function decodeChunk(payload: Uint8Array, file: string, offset: number, pv = false): Chunk {
   const r = new ByteReader(payload, file, offset, 'chunk');
   const start = r.varint();
   const end = start + r.varint();
@@ -125,6 +134,13 @@ export function decodeChunk(payload: Uint8Array, file: string, offset: number): 
     if (pos > end) r.fail(`event ${i} at position ${pos} is past the chunk's end ${end}`);
     switch (kind) {
       case Ev.Interrupt: { const eip = r.u32(), idle = r.varint(), vector = r.u8(); events.push({ kind, pos, eip, idle, vector }); break; }
+      case Ev.Virq: {
+        if (!pv) r.fail(`event ${i}: a virq event (kind 5) in a native trace (only pv recordings have them)`);
+        const eip = r.u32(), idle = r.varint(), virq = r.u8();
+        if (virq >= 24) r.fail(`event ${i}: virq ${virq} (Xen has 24, 0-23)`);
+        events.push({ kind, pos, eip, idle, virq });
+        break;
+      }
       case Ev.BlockComplete: { const eip = r.u32(), idle = r.varint(), device = readName(r), seq = r.varint(); events.push({ kind, pos, eip, idle, device, seq }); break; }
       case Ev.NetRx: {
         const eip = r.u32(), idle = r.varint(), device = readName(r), seq = r.varint(), len = r.varint();
@@ -142,7 +158,7 @@ export function decodeChunk(payload: Uint8Array, file: string, offset: number): 
         events.push({ kind, pos, state, ram: rl === 0 ? null : r.bytes(rl).slice() });
         break;
       }
-      default: r.fail(`unknown event kind ${kind} (expected 1-4)`);
+      default: r.fail(`unknown event kind ${kind} (expected ${pv ? '1-5' : '1-4'})`);
     }
   }
   const np = r.varint();
@@ -241,7 +257,9 @@ const ARITH_FLAGS = 0x0cd5;
 
 /** The guest's control registers as it believes them, or null when the mode hides them. */
 export function guestControlRegisters(cpu: Cpu, monitor: Monitor | null): [number, number, number] | null {
-  if (monitor === null || monitor.mode === 'native') return [cpu.cr0 >>> 0, cpu.cr3 >>> 0, cpu.cr4 >>> 0];
+  // pv: the guest runs on the real CRs (CR3 holds the machine address of its validated page
+  // directory, which a PV kernel knows: it is recorded under pv and compared under pv only).
+  if (monitor === null || monitor.mode === 'native' || monitor.mode === 'pv') return [cpu.cr0 >>> 0, cpu.cr3 >>> 0, cpu.cr4 >>> 0];
   // trap (and full, built on it) keep a virtual CPU with the guest's view.
   const m = monitor as unknown as { v?: { cr0: number; cr3: number; cr4: number }; trap?: { v?: { cr0: number; cr3: number; cr4: number } } };
   const v = m.v ?? m.trap?.v;

@@ -57,9 +57,12 @@ export const systemInstruction = (exclude: ReadonlySet<string> = new Set()): fc.
   const verify = pick('verr', 'verw');
   if (verify.length > 0) arbs.push(fc.record({ op: fc.constantFrom(...verify), d: reg(), sel: selector() }));
   const segs = (['cs', 'ss', 'ds'] as const).filter((g) => ok(`movsreg:${g}`) && ok('movsreg'));
-  if (segs.length > 0) arbs.push(fc.record({ op: fc.constant('movsreg' as const), d: reg(), seg: fc.constantFrom(...segs) }));
+  if (segs.length > 0) arbs.push(fc.record({ op: fc.constant('movsreg' as const), d: reg(), seg: fc.constantFrom(...segs), off: off() }, { requiredKeys: ['op', 'd', 'seg'] }));
   const ints = pick('cli', 'sti');
   if (ints.length > 0) arbs.push(fc.record({ op: fc.constantFrom(...ints) }) as fc.Arbitrary<Ins>);
+  const psegs = (['cs', 'ss', 'ds'] as const).filter((g) => ok(`pushseg:${g}`) && ok('pushseg'));
+  if (psegs.length > 0) arbs.push(fc.record({ op: fc.constant('pushseg' as const), d: reg(), seg: fc.constantFrom(...psegs) }));
+  if (ok('farret')) arbs.push(fc.record({ op: fc.constant('farret' as const) }));
   if (ok('crread')) arbs.push(fc.record({ op: fc.constant('crread' as const), d: reg(), cr: fc.constantFrom(0 as const, 2 as const, 3 as const, 4 as const) }));
   return arbs.length === 0 ? null : fc.oneof(...arbs);
 };
@@ -81,18 +84,19 @@ const GUEST_FRAMES = (LAYOUT.guestMiB << 20) >>> 12;
  * (monitor memory under a monitor), or far away.
  */
 export const frameNumber = (): fc.Arbitrary<number> => fc.oneof(
-  fc.constantFrom(0x200, 0x201, 0x202, 0x300, 0x301, 0x302, 0x303, 0x304, 0x10, 0x13, 0x500, 0x510),
-  fc.integer({ min: 0, max: GUEST_FRAMES - 1 }),
-  fc.integer({ min: GUEST_FRAMES - 4, max: GUEST_FRAMES + 16 }),
-  fc.integer({ min: 0, max: 0xfffff }),
+  { weight: 2, arbitrary: fc.constantFrom(0x200, 0x201, 0x202, 0x300, 0x301, 0x302, 0x303, 0x304, 0x10, 0x13, 0x500, 0x510) },
+  { weight: 1, arbitrary: fc.integer({ min: 0, max: GUEST_FRAMES - 1 }) },
+  { weight: 2, arbitrary: fc.integer({ min: GUEST_FRAMES - 4, max: GUEST_FRAMES + 16 }) },
+  { weight: 1, arbitrary: fc.integer({ min: 0, max: 0xfffff }) },
 );
 
-const page = (): fc.Arbitrary<number> => fc.integer({ min: 0, max: LAYOUT.playgroundPages - 1 });
+/** A playground page: mostly one of two, so that a mapping change and an access meet often. */
+const page = (): fc.Arbitrary<number> => fc.oneof({ weight: 3, arbitrary: fc.constantFrom(0, 1) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: LAYOUT.playgroundPages - 1 }) });
 
 /** Kernel-level actions on paging and ports (no DMA: see `dmaAction`). */
 export const kernelAction = (): fc.Arbitrary<Act> => fc.oneof(
-  { weight: 3, arbitrary: fc.record({ op: fc.constant('pte' as const), t: fc.constantFrom(0 as const, 1 as const), page: page(), frame: frameNumber(), flags: fc.oneof(fc.constant(7), fc.integer({ min: 0, max: 7 })) }) },
-  { weight: 1, arbitrary: fc.record({ op: fc.constant('cr3' as const), t: fc.constantFrom(0 as const, 1 as const) }) },
+  { weight: 3, arbitrary: fc.record({ op: fc.constant('pte' as const), t: fc.constantFrom(0 as const, 1 as const), page: page(), frame: frameNumber(), flags: fc.oneof(fc.constant(7), fc.integer({ min: 0, max: 7 })), touch: fc.boolean() }, { requiredKeys: ['op', 't', 'page', 'frame', 'flags'] }) },
+  { weight: 2, arbitrary: fc.record({ op: fc.constant('cr3' as const), t: fc.constantFrom(0 as const, 1 as const) }) },
   { weight: 3, arbitrary: fc.record({ op: fc.constant('rd' as const), d: reg(), page: page(), off: off() }) },
   { weight: 3, arbitrary: fc.record({ op: fc.constant('wr' as const), s: reg(), page: page(), off: off() }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('port' as const), port: fc.constantFrom(0xe9, 0x80, 0xe0, 0xed), v: fc.integer({ min: 0, max: 255 }) }) },
@@ -125,4 +129,18 @@ export const kernelProgram = (options: { maxLength?: number; dma?: boolean; syst
     ? fc.oneof({ weight: 2, arbitrary: kernelAction() as fc.Arbitrary<Item> }, { weight: 1, arbitrary: dmaAction() as fc.Arbitrary<Item> }, { weight: 1, arbitrary: plainInstruction() as fc.Arbitrary<Item> })
     : fc.oneof({ weight: 3, arbitrary: kernelAction() as fc.Arbitrary<Item> }, { weight: 2, arbitrary: instruction(options.systemWeight ?? 0) as fc.Arbitrary<Item> });
   return fc.record({ regs: registers(), items: fc.array(item, { minLength: 1, maxLength: options.maxLength ?? 24 }), paging: fc.constant(true) });
+};
+
+/**
+ * VM B's secret for the noninterference property: data it stores and pages it touches
+ * (uniformly over the playground, so its TLB footprint varies), paging on.
+ */
+export const secretProgram = (): fc.Arbitrary<GuestProgram> => {
+  const anyPage = fc.integer({ min: 0, max: LAYOUT.playgroundPages - 1 });
+  const item: fc.Arbitrary<Item> = fc.oneof(
+    fc.record({ op: fc.constant('rd' as const), d: reg(), page: anyPage, off: off() }),
+    fc.record({ op: fc.constant('store' as const), s: reg(), off: off() }),
+    kernelAction() as fc.Arbitrary<Item>,
+  );
+  return fc.record({ regs: registers(), items: fc.array(item, { maxLength: 16 }), paging: fc.constant(true) });
 };

@@ -50,7 +50,7 @@ export const ALU_OPS = ['add', 'sub', 'and', 'or', 'xor', 'adc', 'sbb', 'cmp', '
 export const SHIFT_OPS = ['shl', 'shr', 'sar', 'rol', 'ror'] as const;
 export const UNARY_OPS = ['inc', 'dec', 'neg', 'not', 'bswap'] as const;
 /** Unprivileged instructions that read privileged state (Robin & Irvine's "sensitive"). */
-export const SENSITIVE_OPS = ['pushf', 'popf', 'sgdt', 'sidt', 'sldt', 'str', 'smsw', 'lar', 'lsl', 'verr', 'verw', 'movsreg'] as const;
+export const SENSITIVE_OPS = ['pushf', 'popf', 'sgdt', 'sidt', 'sldt', 'str', 'smsw', 'lar', 'lsl', 'verr', 'verw', 'movsreg', 'pushseg', 'farret'] as const;
 /** Privileged instructions (they trap when deprivileged, and are emulated). */
 export const PRIVILEGED_OPS = ['cli', 'sti', 'crread'] as const;
 
@@ -72,14 +72,16 @@ export type Ins =
   | { op: 'sldt' | 'str' | 'smsw'; d: RegName }
   | { op: 'lar' | 'lsl'; d: RegName; sel: number }
   | { op: 'verr' | 'verw'; d: RegName; sel: number }
-  | { op: 'movsreg'; d: RegName; seg: 'cs' | 'ss' | 'ds' }
+  | { op: 'movsreg'; d: RegName; seg: 'cs' | 'ss' | 'ds'; off?: number }
   | { op: 'cli' | 'sti' }
+  | { op: 'pushseg'; d: RegName; seg: 'cs' | 'ss' | 'ds' }
+  | { op: 'farret' }
   | { op: 'crread'; d: RegName; cr: 0 | 2 | 3 | 4 }
-  | { op: 'loop'; n: number; body: Ins[] };
+  | { op: 'loop'; n: number; body: Item[] };
 
 /** One kernel-level action (JSON); only in paging programs. */
 export type Act =
-  | { op: 'pte'; t: 0 | 1; page: number; frame: number; flags: number }
+  | { op: 'pte'; t: 0 | 1; page: number; frame: number; flags: number; touch?: boolean }
   | { op: 'cr3'; t: 0 | 1 }
   | { op: 'rd'; d: RegName; page: number; off: number }
   | { op: 'wr'; s: RegName; page: number; off: number }
@@ -124,8 +126,16 @@ function emitItem(a: Assembler, it: Item, depth: number): void {
     case 'smsw': a.smsw(REG[it.d]); break;
     case 'lar': case 'lsl': a.mov(REG[it.d], it.sel & 0xffff); a.emit(it.op, REG[it.d], REG[it.d]); break;
     case 'verr': case 'verw': a.mov(REG[it.d], it.sel & 0xffff); a.emit(it.op, REG16[it.d]); break;
-    case 'movsreg': a.emit('mov', REG[it.d], seg[it.seg]); break;
+    case 'movsreg':
+      // To a register (32-bit form) or, with `off`, to memory (MOV m16, Sreg).
+      if (it.off === undefined) a.emit('mov', REG[it.d], seg[it.seg]);
+      else a.emit('mov', word(L.data + (it.off & 0xffc)), seg[it.seg]);
+      break;
     case 'cli': a.cli(); break;
+    // PUSH CS/SS/DS, then POP into a register (the pushed selector becomes visible).
+    case 'pushseg': a.push(seg[it.seg]); a.pop(REG[it.d]); break;
+    // RET far to the kernel's own code selector 0x08 (RPL 0) and the next instruction.
+    case 'farret': { const next = a.label(); a.push(0x08); a.push(next); a.retf(); a.bind(next); break; }
     case 'sti': a.sti(); break;
     case 'crread': a.mov(REG[it.d], crs[it.cr]); break;
     case 'loop': {
@@ -143,6 +153,8 @@ function emitItem(a: Assembler, it: Item, depth: number): void {
       a.mov(dword(pt + 4 * (it.page & 15)), (((it.frame & 0xfffff) << 12) | (it.flags & 7)) >>> 0 | 0);
       // Always followed by INVLPG: a stale TLB entry is implementation-specific (SDM 4.10.4).
       a.invlpg(dword(L.playground + (it.page & 15) * 0x1000));
+      // `touch`: read the page at once (TEST m32, r32: only the flags change).
+      if (it.touch === true) a.test(dword(L.playground + (it.page & 15) * 0x1000), eax);
       break;
     }
     case 'cr3': a.mov(eax, it.t === 0 ? L.pdA : L.pdB); a.mov(cr3, eax); break;
@@ -292,6 +304,7 @@ export function firstMemoryDifference(a: Machine, b: Machine, paging: boolean): 
 
 /** The program's items, assembled alone and disassembled (iced-x86, NASM syntax), one per line. */
 export function listing(items: readonly Item[]): string[] {
+  if (items.length === 0) return ['(no program: the harness alone shows it)'];
   const a = new Assembler({ bits: 32, origin: LAYOUT.code });
   for (const it of items) emitItem(a, it, 0);
   const bytes = a.build().sections.find((s) => s.name === 'text')?.bytes ?? new Uint8Array(0);

@@ -14,7 +14,7 @@
  *   memory above its RAM, which nobody may write).
  */
 import type { Machine } from '../machine/machine.js';
-import { OPEN_BUS_FRAME, type ShadowPaging } from '../vmm/shadow-paging.js';
+import { OPEN_BUS_FRAME, type GuestPagingState, type ShadowPaging } from '../vmm/shadow-paging.js';
 import type { Monitor } from '../vmm/index.js';
 import type { NestedPaging } from '../vmm/hw/nested-paging.js';
 
@@ -59,9 +59,31 @@ export function checkShadow(m: Machine, sp: ShadowPaging): string | null {
         if (sp.isTraced(frame)) return `shadow PTE for ${hex(lin)} is writable, but ${hex(frame)} is a traced guest page table`;
       }
       if ((pte & 4) !== 0 && sp.guestTranslate(lin, false, true) < 0) return `shadow PTE for ${hex(lin)} is user-accessible, the guest's mapping is supervisor-only`;
+      // A shadow entry exists only once the guest's accessed bit is set, and is writable only
+      // once its dirty bit is (the hardware would have set them on the access the shadow caches).
+      const ad = guestAccessedDirty(m, sp, lin);
+      if (ad !== null) {
+        if ((ad & 0x20) === 0) return `shadow maps ${hex(lin)} but the guest's entry has no accessed bit`;
+        if ((pte & 2) !== 0 && (ad & 0x40) === 0) return `shadow PTE for ${hex(lin)} is writable but the guest's entry has no dirty bit`;
+      }
     }
   }
   return null;
+}
+
+/**
+ * The guest's leaf entry for `lin` (4 KiB pages; null when the guest's paging is off or the
+ * page is large). The guest paging state is the monitor's virtual CR0/CR3 that ShadowPaging
+ * holds (private there: read through a structural cast, for this checker only).
+ */
+function guestAccessedDirty(m: Machine, sp: ShadowPaging, lin: number): number | null {
+  const g = (sp as unknown as { guest: GuestPagingState }).guest;
+  if ((g.cr0 & 0x80000000) === 0) return null;
+  const pde = m.mem.read32(((g.cr3 & 0xfffff000) + ((lin >>> 22) << 2)) >>> 0);
+  if ((pde & 1) === 0 || ((pde & 0x80) !== 0 && (g.cr4 & 0x10) !== 0)) return null;
+  const ptAddr = ((pde & 0xfffff000) + (((lin >>> 12) & 0x3ff) << 2)) >>> 0;
+  if (ptAddr + 4 > m.mem.guestSize) return null;
+  return (m.mem.read32(ptAddr) & (pde | ~0x20)) & 0x60;
 }
 
 /** Reads a 4-level EPT for `gpa` without side effects: host-physical address or -1. */

@@ -9,7 +9,7 @@ import { performance } from 'node:perf_hooks';
 import { runGuest } from '../trace/run-guest.js';
 import { runMultiVm, CLAIMS_TIMING_ISOLATION, TLB_POLICIES, type TlbPolicy } from '../vmm/multi-vm.js';
 import { checkMutant, withMutant } from '../vmm/mutants.js';
-import { guestProgram, kernelProgram } from './arbitraries.js';
+import { guestProgram, kernelProgram, secretProgram } from './arbitraries.js';
 import {
   buildGuest, firstMemoryDifference, LAYOUT, listing, outcomeOf, PRIVILEGED_OPS, SENSITIVE_OPS,
   type GuestProgram, type Item,
@@ -25,6 +25,8 @@ export interface PropertyOptions {
   readonly configs?: readonly Config[];
   /** A mutant active during the search (null: none). */
   readonly mutant?: string | null;
+  /** System instructions the generator leaves out (e.g. a known, reported difference). */
+  readonly exclude?: readonly string[];
 }
 
 /** A counterexample: the shrunk program, its disassembly, what went wrong. */
@@ -84,7 +86,7 @@ export function systemOps(items: readonly Item[]): string[] {
   const walk = (xs: readonly Item[]): void => {
     for (const it of xs) {
       if (it.op === 'loop') walk(it.body);
-      else if (sys.has(it.op)) out.add(it.op === 'movsreg' ? `mov r32, ${(it as { seg: string }).seg}` : it.op);
+      else if (sys.has(it.op)) out.add(it.op === 'movsreg' ? `mov r/m, ${(it as { seg: string }).seg}` : it.op === 'pushseg' ? `push ${(it as { seg: string }).seg}` : it.op);
     }
   };
   walk(items);
@@ -100,8 +102,20 @@ interface Search<T> {
   readonly seconds: number;
 }
 
+/**
+ * The mutant under analysis (set by `runProperty`): a failing case counts only if it passes
+ * without the mutant, so a difference the monitor already has (a finding) is not credited to
+ * the mutant.
+ */
+let analysedMutant: string | null = null;
+
 /** fast-check search: `check` returns a failure message or null. */
-function search<T>(arb: fc.Arbitrary<T>, check: (x: T) => string | null, runs: number, seed: number): Search<T> {
+function search<T>(arb: fc.Arbitrary<T>, check0: (x: T) => string | null, runs: number, seed: number): Search<T> {
+  const mut = analysedMutant;
+  const check = mut === null ? check0 : (x: T): string | null => {
+    const m = check0(x);
+    return m !== null && withMutant(null, () => check0(x)) === null ? m : null;
+  };
   const t0 = performance.now();
   let n = 0, first: { run: number; seconds: number } | null = null;
   const d = fc.check(fc.property(arb, (x) => {
@@ -115,6 +129,35 @@ function search<T>(arb: fc.Arbitrary<T>, check: (x: T) => string | null, runs: n
   const cx = d.failed && d.counterexample ? d.counterexample[0] as T : null;
   const message = cx !== null ? (check(cx) ?? String((d.errorInstance as Error | undefined)?.message ?? 'failed')) : null;
   return { failed: d.failed, runs: d.failed ? n : d.numRuns, firstFailure: first, counterexample: cx, message, seconds: (performance.now() - t0) / 1000 };
+}
+
+/**
+ * Greedy one-item removal after fast-check's shrinking (which may leave an item whose removal
+ * needs two steps): the result still fails `check` and no single item can be dropped.
+ */
+export function minimizeProgram(p: GuestProgram, check: (x: GuestProgram) => string | null): GuestProgram {
+  let cur = p;
+  for (let changed = true; changed;) {
+    changed = false;
+    for (let i = cur.items.length - 1; i >= 0 && cur.items.length > 0; i--) {
+      const cand = { ...cur, items: cur.items.filter((_, j) => j !== i) };
+      if (check(cand) !== null) { cur = cand; changed = true; }
+    }
+  }
+  return cur;
+}
+
+/** `search` over programs, with the counterexample minimized further. */
+function searchProgram(arb: fc.Arbitrary<GuestProgram>, check0: (x: GuestProgram) => string | null, runs: number, seed: number): Search<GuestProgram> {
+  const s = search(arb, check0, runs, seed);
+  if (s.counterexample === null) return s;
+  const mut = analysedMutant;
+  const check = mut === null ? check0 : (x: GuestProgram): string | null => {
+    const m = check0(x);
+    return m !== null && withMutant(null, () => check0(x)) === null ? m : null;
+  };
+  const cx = minimizeProgram(s.counterexample, check);
+  return { ...s, counterexample: cx, message: check(cx) };
 }
 
 function report(name: string, o: PropertyOptions, configs: readonly Config[], s: Search<GuestProgram>, expectFailure = false, findings: string[] = [], notes: string[] = []): PropertyReport {
@@ -131,7 +174,7 @@ const supported = (cs: readonly Config[]): Config[] => cs.filter((c) => UNSUPPOR
 const unsupportedNotes = (cs: readonly Config[]): string[] => cs.filter((c) => UNSUPPORTED_CONFIGS[c] !== undefined).map((c) => `${c} not run: ${UNSUPPORTED_CONFIGS[c]}`);
 
 /** Any program: user-level and system instructions, or kernel-level actions with paging. */
-const anyProgram = (): fc.Arbitrary<GuestProgram> => fc.oneof(guestProgram({ maxLength: 16 }), kernelProgram({ maxLength: 16 }));
+const anyProgram = (exclude: readonly string[] = []): fc.Arbitrary<GuestProgram> => fc.oneof(guestProgram({ maxLength: 16, systemWeight: 3, exclude: new Set(exclude) }), kernelProgram({ maxLength: 16 }));
 
 /** Runs `p` natively and under each config; the first difference, or null. */
 export function equivalenceCheck(p: GuestProgram, configs: readonly Config[]): string | null {
@@ -155,7 +198,7 @@ const equivalence: PropertyInfo = {
   defaultRuns: 40,
   run(o) {
     const configs = supported(o.configs ?? EQUIVALENCE_DEFAULT);
-    const s = search(anyProgram(), (p) => equivalenceCheck(p, configs), o.runs ?? 40, o.seed ?? 1);
+    const s = searchProgram(anyProgram(o.exclude), (p) => equivalenceCheck(p, configs), o.runs ?? 40, o.seed ?? 1);
     return report('equivalence', o, configs, s, false, [], unsupportedNotes(o.configs ?? EQUIVALENCE_DEFAULT));
   },
 };
@@ -178,14 +221,23 @@ const trapNotEquivalent: PropertyInfo = {
     let runs = 0;
     // Each round: search, shrink, attribute, exclude what was found, search again.
     for (let round = 0; round < 14; round++) {
-      const s = search(guestProgram({ maxLength: 8, systemWeight: 4, exclude: excluded }), (p) => equivalenceCheck(p, [config]), o.runs ?? 60, seed + round);
+      const s = searchProgram(guestProgram({ maxLength: 8, systemWeight: 4, exclude: excluded }), (p) => equivalenceCheck(p, [config]), o.runs ?? 60, seed + round);
       runs += s.runs;
       firstSearch ??= s;
       if (!s.failed || s.counterexample === null) break;
-      const ops = systemOps(s.counterexample.items);
+      // Attribution: the system instructions whose removal makes the difference disappear
+      // (shrinking may leave a harmless one beside the culprit).
+      const cx = s.counterexample;
+      let ops = cx.items.flatMap((it, i) => {
+        const op = systemOps([it]);
+        if (op.length === 0) return [];
+        const without = { ...cx, items: cx.items.filter((_, j) => j !== i) };
+        return equivalenceCheck(without, [config]) === null ? op : [];
+      });
+      if (ops.length === 0) ops = systemOps(cx.items);
       findings.push(`${ops.join(' + ') || '(no system instruction)'}: ${s.message} — ${listing(s.counterexample.items).join('; ')}`);
       if (ops.length === 0) break;
-      for (const op of ops) excluded.add(op.startsWith('mov r32, ') ? `movsreg:${op.slice(9)}` : op);
+      for (const op of ops) excluded.add(op.startsWith('mov r/m, ') ? `movsreg:${op.slice(9)}` : op.startsWith('push ') ? `pushseg:${op.slice(5)}` : op);
     }
     const s = firstSearch!;
     return { ...report('trap-not-equivalent', o, [config], s, true, findings,
@@ -202,7 +254,7 @@ const resourceControl: PropertyInfo = {
   defaultRuns: 25,
   run(o) {
     const configs = supported(o.configs ?? RESOURCE_DEFAULT);
-    const s = search(kernelProgram({ maxLength: 16, dma: true }), (p) => {
+    const s = searchProgram(kernelProgram({ maxLength: 16, dma: true }), (p) => {
       const bytes = buildGuest(p);
       for (const c of configs) {
         const r = runProgram(p, c, { bytes, disk: true, check: mappingCheck, checkEvery: 300 });
@@ -224,7 +276,7 @@ const accounting: PropertyInfo = {
   defaultRuns: 20,
   run(o) {
     const configs = supported(o.configs ?? CONFIGS);
-    const s = search(anyProgram(), (p) => {
+    const s = searchProgram(anyProgram(), (p) => {
       const bytes = buildGuest(p);
       for (const c of configs) {
         const r = runProgram(p, c, { bytes });
@@ -252,7 +304,7 @@ const determinism: PropertyInfo = {
   defaultRuns: 10,
   run(o) {
     const configs = supported(o.configs ?? CONFIGS);
-    const s = search(anyProgram(), (p) => {
+    const s = searchProgram(anyProgram(), (p) => {
       const bytes = buildGuest(p);
       for (const c of configs) {
         const spec = {
@@ -277,7 +329,10 @@ interface NiCase { a: GuestProgram; b0: GuestProgram; b1: GuestProgram; policy: 
 
 /** Runs A beside B; A's outcome and cycles. */
 function runPair(a: GuestProgram, b: GuestProgram, config: Config, policy: TlbPolicy, quantum: number): { run: VerifyRun; cycles: number } {
-  const va = prepare(config, buildGuest(a)), vb = prepare(config, buildGuest({ ...b, spin: true }));
+  // A ends with a probe of its 16 playground pages, repeated (what a prime-and-probe attacker
+  // would time): it makes the shared TLB's state visible in A's cycle count.
+  const probe: Item = { op: 'loop', n: 20, body: Array.from({ length: LAYOUT.playgroundPages }, (_, page) => ({ op: 'rd' as const, d: 'eax' as const, page, off: 0 })) as never };
+  const va = prepare(config, buildGuest({ ...a, items: [...a.items, probe] })), vb = prepare(config, buildGuest({ ...b, spin: true }));
   runMultiVm([va, vb], { quantum, tlb: policy, profile: verifyProfile().profile, maxInstructions: 400_000, stopWhen: 0 });
   const m = va.machine;
   const e = m.outcome().exit;
@@ -295,7 +350,7 @@ const noninterference: PropertyInfo = {
   run(o) {
     const configs = supported(o.configs ?? NI_DEFAULT);
     const channel = new Map<string, number>();
-    const prog = fc.oneof(guestProgram({ maxLength: 10 }), kernelProgram({ maxLength: 10 }));
+    const prog = secretProgram();
     const arb = fc.record({ a: kernelProgram({ maxLength: 10 }), b0: prog, b1: prog, policy: fc.constantFrom(...TLB_POLICIES), quantum: fc.constantFrom(50, 200, 1000) });
     let cxCase: NiCase | null = null;
     const s = search<NiCase>(arb, (k) => {
@@ -336,5 +391,11 @@ export function checkProperty(name: string): PropertyInfo {
 export function runProperty(name: string, options: PropertyOptions = {}): PropertyReport {
   const p = checkProperty(name);
   if (options.mutant != null) checkMutant(options.mutant);
-  return withMutant(options.mutant ?? null, () => p.run(options));
+  const saved = analysedMutant;
+  analysedMutant = options.mutant ?? null;
+  try {
+    return withMutant(options.mutant ?? null, () => p.run(options));
+  } finally {
+    analysedMutant = saved;
+  }
 }

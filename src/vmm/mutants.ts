@@ -45,6 +45,10 @@ export const MUTANTS: readonly MutantInfo[] = [
     description: "the EPT entry of the guest's last RAM page is one frame off (it maps the first page of monitor memory)" },
   { name: 'ept-extra-page', modes: ['hw-nested'], where: 'hw/nested-paging.ts: constructor',
     description: 'the EPT maps one page past the guest\'s RAM (monitor memory) instead of leaving it an MMIO violation' },
+  { name: 'reflect-cs-rpl', modes: ['trap', 'full'], where: 'trap.ts: reflect',
+    description: "an exception reflected to the guest kernel pushes the real CS (RPL 1) instead of the virtual RPL 0" },
+  { name: 'reflect-real-flags', modes: ['trap', 'full'], where: 'trap.ts: reflect',
+    description: "an exception reflected to the guest kernel pushes the real EFLAGS (IF 1, IOPL 0) instead of the virtual IF/IOPL" },
   { name: 'world-switch-no-flush', modes: ['multi-vm'], where: 'multi-vm.ts: switchTo',
     description: "an untagged TLB is not flushed at a world switch (VM A keeps VM B's translations)" },
 ];

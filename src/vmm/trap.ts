@@ -138,6 +138,12 @@ export class TrapMonitor implements Monitor {
   /** The guest's LDT (linear base and limit from its descriptor). */
   private ldtBase = 0;
   private ldtLimit = 0;
+  /**
+   * Per descriptor slot of the GDT and LDT copies: its accessed bit is in the guest's table
+   * too (`syncAccessed`); cleared when the copy is rebuilt.
+   */
+  private readonly gdtSynced = new Uint8Array(GDT_PAGES * 512);
+  private readonly ldtSynced = new Uint8Array(LDT_PAGES * 512);
   /** Interrupts acknowledged while the virtual IF was clear, delivered when it is set. */
   private readonly pending: number[] = [];
   private readonly counts = new Map<string, number>();
@@ -238,6 +244,7 @@ export class TrapMonitor implements Monitor {
       cpu.stop({ kind: 'shutdown', detail: `trap: monitor could not make progress (${eventName(vector, code)} while handling a chain of faults at 0x${((cpu.segBase[CS]! + cpu.eip) >>> 0).toString(16)})` });
       return true;
     }
+    if (this.depth === 0) this.syncAccessed();
     this.depth++;
     try {
       this.event(vector, code, kind);
@@ -734,10 +741,36 @@ export class TrapMonitor implements Monitor {
     this.watchTables();
   }
 
+  /**
+   * Carries the accessed bits the CPU set in the monitor's descriptor copies (it loads
+   * segments from them) to the guest's own GDT and LDT, where the bare machine sets them:
+   * at every entry to the monitor, before anything there could rebuild a copy, so the guest's
+   * tables match native from its next trap on (a run ends in one: the exit port faults).
+   * As VMware's monitor did; only code/data descriptors have the bit. No cycles are charged:
+   * it is part of the trap's modelled cost.
+   */
+  private syncAccessed(): void {
+    const v = this.v;
+    this.syncTableAccessed(v.gdtrBase, Math.min(v.gdtrLimit, GDT_PAGES * 4096 - 1), this.gdtPhys, this.gdtSynced);
+    if ((this.cpu.ldtrSel & 0xfffc) !== 0) this.syncTableAccessed(this.ldtBase, this.ldtLimit, this.ldtPhys, this.ldtSynced);
+  }
+
+  private syncTableAccessed(guestBase: number, limit: number, phys: number, synced: Uint8Array): void {
+    const mem = this.cpu.mem;
+    for (let off = 0, i = 0; off + 7 <= limit; off += 8, i++) {
+      if (synced[i] !== 0 || (mem.read32(phys + off + 4) & 0x1100) !== 0x1100) continue;
+      const g = this.shadow.guestTranslate((guestBase + off + 5) >>> 0, false, false);
+      if (g < 0 || g >= mem.guestSize) continue;
+      mem.write8(g, mem.read8(g) | 1);
+      synced[i] = 1;
+    }
+  }
+
   /** Copies a guest descriptor table into monitor memory with DPL 0 → 1 and truncated limits. */
   private copyTable(guestBase: number, limit: number, phys: number, pages: number): number {
     const mem = this.cpu.mem;
     mem.u8.fill(0, phys, phys + pages * 4096);
+    (phys === this.gdtPhys ? this.gdtSynced : this.ldtSynced).fill(0);
     let n = 0;
     for (let off = 0; off + 7 <= limit; off += 8) {
       const p = this.shadow.guestTranslate(guestBase + off, false, false);

@@ -36,6 +36,7 @@ export function writeFakeExperiment(dir: string, runs: FakeRun[]): Manifest {
     const spec: UnitSpec = {
       workload: { kind: 'workload', name: r.workload, params: r.seed !== null ? { seed: r.seed } : {} },
       mode: r.mode, modeOptions: {}, profile: { id: 'p4-2005', set: sweepSet, sha256: r.sweep ? `sweep${r.sweep.value}` : 'base' }, timelineSlice: 20000,
+      input: { kind: 'direct', reason: 'fixture' },
     };
     const id = unitId(spec);
     units.push({ id, spec, memberships: [{ workload: r.workload, mode: r.mode, profile: 'p4-2005', seed: r.seed, sweep: r.sweep?.name ?? null, sweepValue: r.sweep?.value ?? null }] });

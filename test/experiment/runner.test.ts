@@ -3,12 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { experimentCommand } from '../../src/cli/experiment.js';
-import { executeUnit, parseConsole, type UnitResult } from '../../src/experiment/execute.js';
+import { ensureTrace, executeUnit, parseConsole, type UnitResult } from '../../src/experiment/execute.js';
 import { expandMatrix, type RunUnit } from '../../src/experiment/matrix.js';
 import { runPool, type PoolResult } from '../../src/experiment/pool.js';
 import { runExperiment } from '../../src/experiment/runner.js';
 import { validateScenario } from '../../src/experiment/scenario.js';
-import { runFile, StoreError } from '../../src/experiment/store.js';
+import { runFile, StoreError, withTraceDir } from '../../src/experiment/store.js';
 
 const dirs: string[] = [];
 const tmp = (): string => { const d = mkdtempSync(join(tmpdir(), 'virtlab-exp-')); dirs.push(d); return d; };
@@ -34,12 +34,17 @@ describe('executing a unit', () => {
 
 describe('executing a unit twice in one process', () => {
   it('gives the same result: devices are fresh for each run (the database workload writes its disk)', () => {
-    const s = validateScenario({ name: 'db', workloads: [{ name: 'database', params: { txns: 20, dbsize: 16, writes: 100 } }], modes: ['native'], profiles: ['p4-2005'] }, 'db.json');
-    const [u] = expandMatrix(s);
-    const a = executeUnit(u!.id, u!.spec), b = executeUnit(u!.id, u!.spec);
-    expect(a.status).toBe('ok');
-    expect(a.checksum).toMatch(/^0x[0-9a-f]{8}$/);
-    expect(JSON.stringify(b)).toBe(JSON.stringify(a));
+    const s = validateScenario({ name: 'db', workloads: [{ name: 'database', params: { txns: 20, dbsize: 16, writes: 100 } }], modes: ['native', 'trap'], profiles: ['p4-2005'] }, 'db.json');
+    const units = withTraceDir(tmp(), expandMatrix(s));
+    // The replayed unit (native) needs its recording first; the direct one (trap) builds the workload.
+    expect(ensureTrace(units[0]!.spec).status).toBe('recorded');
+    for (const u of units) {
+      const a = executeUnit(u.id, u.spec), b = executeUnit(u.id, u.spec);
+      expect(a.status).toBe('ok');
+      expect(a.input).toBe(u.spec.mode === 'native' ? 'replay' : 'direct');
+      expect(a.checksum).toMatch(/^0x[0-9a-f]{8}$/);
+      expect(JSON.stringify(b)).toBe(JSON.stringify(a));
+    }
   });
 });
 
@@ -92,7 +97,8 @@ describe('runner (in process)', () => {
     const status = await experimentCommand([file, '-o', join(d, 'out'), '--jobs', '0'], { stdout: (s) => out.push(s), stderr: (s) => err.push(s), progress: { write: (s: string) => err.push(s) } });
     expect(status).toBe(1);
     expect(err.join('')).toMatch(/3 runs: 3 ran, 0 already stored, 1 failed/);
-    expect(err.join('')).toMatch(/virtlab: 3\/3 runs \(100%\), 1 failed, .* elapsed, ETA/);
+    // The progress counts the recording (one task) with the three units.
+    expect(err.join('')).toMatch(/virtlab: 4\/4 runs \(100%\), 1 failed, .* elapsed, ETA/);
     expect(existsSync(join(d, 'out', 'index.html'))).toBe(true);
     const bad = await experimentCommand([join(d, 'nope.json')], { stdout: () => {}, stderr: (s) => err.push(s) });
     expect(bad).toBe(2);
@@ -120,10 +126,16 @@ describe('worker pool', () => {
     for (const r of got.filter((x) => x.result.status === 'failed')) expect(r.result.error).toMatch(/died twice \(exit code 3\)/);
   });
 
-  it('real workers (TypeScript under vitest) give the same bytes as an in-process run', async () => {
-    const units = expandMatrix(scenario).slice(0, 1);
-    const got: PoolResult[] = [];
-    await runPool(units, 1, (r) => got.push(r));
-    expect(JSON.stringify(got[0]!.result)).toBe(JSON.stringify(executeUnit(units[0]!.id, units[0]!.spec)));
+  it('real workers (TypeScript under vitest): the recording, then the units; the same bytes as in process', async () => {
+    const dw = tmp(), di = tmp();
+    const w = await runExperiment(scenario, { dir: dw, jobs: 1, progress: null });
+    await runExperiment(scenario, { dir: di, executor: 'inline', progress: null });
+    expect(w).toMatchObject({ recorded: 1, ran: 3, failed: 1 });
+    const traceOf = (d: string): Buffer => readFileSync(join(d, 'traces', readdirSync(join(d, 'traces')).find((f) => f.endsWith('.vlt'))!));
+    expect(traceOf(dw).equals(traceOf(di))).toBe(true);
+    // Only the trace directory (not part of a unit's identity) differs between the two.
+    const strip = (d: string, u: RunUnit): string => readFileSync(runFile(d, u.id), 'utf8').split(JSON.stringify(join(d, 'traces'))).join('"DIR"');
+    for (const u of expandMatrix(scenario)) expect(strip(dw, u)).toBe(strip(di, u));
+    expect((JSON.parse(readFileSync(runFile(dw, expandMatrix(scenario)[0]!.id), 'utf8')) as UnitResult).input).toBe('replay');
   }, 120_000);
 });

@@ -9,18 +9,19 @@ import { describe, expect, it } from 'vitest';
 import { readTrace } from '../../src/trace/reader.js';
 import { formatDivergence, replayTrace } from '../../src/trace/replayer.js';
 import { serializeRunRecord } from '../../src/trace/run-record.js';
-import { COMMITTED, COMMITTED_MODES } from './committed.js';
+import { COMMITTED, modesFor } from './committed.js';
 
 const DIR = new URL('../../traces/', import.meta.url);
 const DIGESTS = JSON.parse(readFileSync(new URL('digests.json', DIR), 'utf8')) as Record<string, Record<string, { profileSha256: string; recordSha256: string; consoleSha256: string; exitStatus: number }>>;
 
 describe('committed traces', () => {
   for (const t of COMMITTED) {
-    it(`${t.file} replays under native and hw with its committed run-record digests`, () => {
+    it(`${t.file} replays under ${t.mode === 'pv' ? 'pv' : 'native and hw'} with its committed run-record digests`, () => {
       const bytes = readFileSync(new URL(t.file, DIR));
       const trace = readTrace(bytes, t.file);
       expect(trace.header.workload?.name).toBe(t.workload);
-      for (const m of COMMITTED_MODES) {
+      expect(trace.header.mode).toBe(t.mode);
+      for (const m of modesFor(t)) {
         const want = DIGESTS[t.file]![m.id]!;
         const r = replayTrace(trace, m.options);
         expect(r.divergence, `${m.id}: ${r.divergence ? formatDivergence(r.divergence) : ''}`).toBeNull();

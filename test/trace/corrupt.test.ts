@@ -41,7 +41,7 @@ describe('damaged traces', () => {
 
   it('another version: offset 8, the version read and the one expected', () => {
     const b = GOOD.slice(); b[8] = 9;
-    expect(formatError(b).message).toBe('t.vlt: byte 8: unsupported format version 9 (this virtlab reads version 1)');
+    expect(formatError(b).message).toBe('t.vlt: byte 8: unsupported format version 9 (this virtlab reads version 1, and 2 for pv recordings)');
   });
 
   it('a flipped bit in a chunk: that section\'s checksum, at its frame', () => {

@@ -4,6 +4,6 @@ import { loadProfile } from '../../src/profiles/index.js';
 import { replayTrace } from '../../src/trace/replayer.js';
 import { serializeRunRecord } from '../../src/trace/run-record.js';
 
-const { bytes, mode, profile } = workerData as { bytes: Uint8Array; mode: 'native' | 'hw'; profile: string };
+const { bytes, mode, profile } = workerData as { bytes: Uint8Array; mode: 'native' | 'hw' | 'pv'; profile: string };
 const r = replayTrace(new Uint8Array(bytes), { mode, profile: loadProfile(profile) });
 parentPort!.postMessage({ record: serializeRunRecord(r.record), divergence: r.divergence });

@@ -954,8 +954,8 @@ export class Cpu {
 
   /**
    * The dispatch table `runBlock` uses: the shared native `HANDLERS` unless a monitor has
-   * installed an overlay with `setTable`. The JIT transcribes native handlers, so it runs
-   * only with the native table (`setTable` turns it off for any other).
+   * installed an overlay with `setTable`. The JIT compiles for this table: it calls the
+   * entries that differ from `HANDLERS` through it instead of transcribing them (jit/jit.ts).
    */
   table: readonly Handler[] = HANDLERS;
   /**
@@ -970,7 +970,6 @@ export class Cpu {
   setTable(table: readonly Handler[]): void {
     if (table.length !== HANDLERS.length) throw new RangeError(`a handler table has ${HANDLERS.length} slots, got ${table.length}`);
     this.table = table;
-    if (table !== HANDLERS) this.jit = null;
   }
 
   /**
@@ -1033,7 +1032,7 @@ export class Cpu {
   jit: Jit | null = new Jit();
   /** Turns the JIT on or off (turning it on again starts with an empty block cache). */
   get jitEnabled(): boolean { return this.jit !== null; }
-  set jitEnabled(on: boolean) { this.jit = on && this.table === HANDLERS ? (this.jit ?? new Jit()) : null; }
+  set jitEnabled(on: boolean) { this.jit = on ? (this.jit ?? new Jit()) : null; }
 
   /**
    * Charges the extra cost of the group member selected by ModR/M.reg (call after

@@ -196,15 +196,39 @@ interface Emitted {
    * loops) and falls through when not taken; 'jump' has emitted its own exit (block ends);
    * 'callnext' ran the interpreter's handler and goes on when EIP is the next instruction
    * ('callnextw': and the rest of the block's bytes are unchanged);
-   * 'callend' ran the interpreter's handler and the block ends (EIP is what it left).
+   * 'callend' ran the interpreter's handler and the block ends (EIP is what it left);
+   * 'callwrapped' ran an overlay's entry through `cpu.table` (see `BlockLimits.wrapped`).
    */
-  kind: 'next' | 'jcc' | 'jump' | 'callnext' | 'callnextw' | 'callend';
+  kind: 'next' | 'jcc' | 'jump' | 'callnext' | 'callnextw' | 'callend' | 'callwrapped';
 }
 
 /** Limits for one block. */
 export interface BlockLimits {
   /** Most instructions in a block. */
   maxInstructions: number;
+  /**
+   * Handler-table indices whose entry in the CPU's table is not the native handler (a
+   * monitor's or a tracer's wrapper; see `wrappedIndices`), or null for the native table.
+   * Such an instruction is never transcribed nor called as a native handler: the block calls
+   * it through `cpu.table`, so the wrapper runs exactly as when interpreted. The block goes
+   * on after it (at the next instruction, or from its start when the wrapper jumped there)
+   * only when everything its code and its entry assumed still holds, tested afresh: the same
+   * table, no pending work for the run loop (attention, device event, budget), the same
+   * CS.D/SS.B, the fetch window still mapping that EIP to the same physical byte, the CS
+   * limit, and the block's bytes unchanged; otherwise it leaves, as the run loop would.
+   */
+  wrapped?: Uint8Array | null;
+}
+
+/**
+ * The indices at which `table` differs from the native `HANDLERS` (1: wrapped). Computed once
+ * per table (it is compared entry by entry), so the compiler pays one byte load per
+ * instruction it decodes and the run loop nothing.
+ */
+export function wrappedIndices(table: readonly unknown[]): Uint8Array {
+  const w = new Uint8Array(HANDLERS.length);
+  for (let i = 0; i < HANDLERS.length; i++) if (table[i] !== HANDLERS[i]) w[i] = 1;
+  return w;
 }
 
 /**
@@ -214,6 +238,7 @@ export interface BlockLimits {
 export function compileBlock(cpu: Cpu, phys: number, eip: number, limits: BlockLimits): CompiledBlock | null {
   const ram = cpu.mem.u8;
   const cs32 = cpu.cs32, ss32 = cpu.ss32;
+  const wrapped = limits.wrapped ?? null;
   // Bytes usable: to the end of the 4 KiB page, and not past the CS limit.
   const pageLeft = 4096 - (phys & 0xfff);
   const limitLeft = cpu.segHi[1]! - eip + 1;
@@ -363,12 +388,15 @@ export function compileBlock(cpu: Cpu, phys: number, eip: number, limits: BlockL
      * touches general registers, status flags, EIP and reads memory, and its full length is
      * decoded, so the block may go on after it.
      */
-    const call = (cont: boolean): Emitted => {
+    const call = (cont: boolean, through = 'H'): Emitted => {
       r.faults = true; r.memOperand = false; r.group = -1; r.writes = false; // the handler charges these itself
       r.kind = cont ? 'callnext' : 'callend';
-      r.body = `c.segOverride = ${segOv}; c.rep = ${rep}; c.lock = ${lock}; c.opsize32 = ${os32}; c.addrsize32 = ${as32}; c.eip = ${afterOpcode}; H[${idx}](c);`;
+      r.body = `c.segOverride = ${segOv}; c.rep = ${rep}; c.lock = ${lock}; c.opsize32 = ${os32}; c.addrsize32 = ${as32}; c.eip = ${afterOpcode}; ${through}[${idx}](c);`;
       return r;
     };
+    // An overlay's wrapper: through the CPU's table, and the block ends after it (a wrapper
+    // may exit to its monitor, flush TLBs, change modes: nothing the block baked in holds).
+    if (wrapped !== null && wrapped[idx] !== 0) { call(false, 'c.table'); r.kind = 'callwrapped'; return r; }
     const callW = (): Emitted => { call(true); r.kind = 'callnextw'; return r; };
     const callOr = (e: Emitted | null): Emitted => e ?? call(false);
     if (lock || rep !== 0) return call(false);
@@ -741,7 +769,7 @@ export function compileBlock(cpu: Cpu, phys: number, eip: number, limits: BlockL
     // `cy` and `n` hold cpu.cycles and cpu.instructions in locals; they are written back
     // before anything that may read them, charge cycles (page walks, handlers) or throw,
     // and reloaded after it.
-    const isCall = e.kind === 'callnext' || e.kind === 'callnextw';
+    const isCall = e.kind === 'callnext' || e.kind === 'callnextw' || e.kind === 'callwrapped';
     const sync = 'c.cycles = cy; c.instructions = n;';
     const reload = e.faults ? 'cy = c.cycles; ' : '';
     const exitTest = isCall
@@ -769,7 +797,16 @@ export function compileBlock(cpu: Cpu, phys: number, eip: number, limits: BlockL
     parts.push(e.faults ? `${cost} ${sync} c.instrStart = ${start}; ${body}` : `${cost} ${body}`);
     count++;
     if (e.kind === 'jump') { ended = true; tail = ''; break; }
-    if (e.kind === 'callend') { if (count === 1) trivial = true; parts.push('c.instructions++; return true;'); ended = true; tail = ''; break; }
+    if (e.kind === 'callend' || (e.kind === 'callwrapped' && count === 1)) { if (count === 1) trivial = true; parts.push('c.instructions++; return true;'); ended = true; tail = ''; break; }
+    if (e.kind === 'callwrapped') {
+      // What the block's entry checked and its code assumes (see BlockLimits.wrapped).
+      const guard = `c.table === TBL && c.attention === 0 && cy < (NE = c.nextEventCycle) && n < target && c.cs32 === ${cs32} && c.ss32 === ${ss32} && SH[1] >= ${eip} + LEN - 1`;
+      const again = `if (c.eip === ${eip} && ${guard} && c.fetchPhys() === ${phys} && !(REST(0))) continue;`;
+      const stay = `c.eip === ${next} && ${guard} && c.fetchPhys() === ${phys + pos} && !(REST(${pos}))`;
+      tail = `cy = c.cycles; n = c.instructions + 1; ${again} if (!(${stay})) { c.instructions = n; return true; }`;
+      lastLeave = `cy = c.cycles; n = c.instructions + 1; ${again} c.instructions = n; return true;`;
+      continue;
+    }
     if (isCall) {
       const rest = e.kind === 'callnextw' ? ` || REST(${pos})` : '';
       // Handlers may change the instruction count too (a REP string op left for re-execution
@@ -801,7 +838,7 @@ export function compileBlock(cpu: Cpu, phys: number, eip: number, limits: BlockL
     return checks.length === 0 ? 'false' : checks.join(' || ');
   };
   const checks = [changed(0)];
-  for (let i = 0; i < parts.length; i++) parts[i] = parts[i]!.replace(/REST\((\d+)\)/, (_s, f: string) => `(${changed(Number(f))})`);
+  for (let i = 0; i < parts.length; i++) parts[i] = parts[i]!.replace(/REST\((\d+)\)/g, (_s, f: string) => `(${changed(Number(f))})`);
 
   const source = [
     `const LEN = ${length}, EX = [${exitEip.join(', ')}], ES = [${exitStart.join(', ')}];`,
@@ -816,6 +853,6 @@ export function compileBlock(cpu: Cpu, phys: number, eip: number, limits: BlockL
     '};',
   ].join('\n');
   // eslint-disable-next-line @typescript-eslint/no-implied-eval
-  const factory = new Function(...HELPER_NAMES, source) as (...h: unknown[]) => BlockFn;
-  return { fn: factory(...HELPER_VALUES), length, count, source, trivial };
+  const factory = new Function(...HELPER_NAMES, 'TBL', source) as (...h: unknown[]) => BlockFn;
+  return { fn: factory(...HELPER_VALUES, cpu.table), length, count, source, trivial };
 }

@@ -8,9 +8,19 @@
  * caught without write tracking: a block compares its source bytes with guest memory on
  * entry (and is recompiled on a mismatch), and leaves after any write of its own that may
  * have hit its bytes.
+ *
+ * Handler tables: blocks are compiled for the CPU's table (`cpu.table`). With an overlay
+ * (a monitor's or the branch log's wrappers) the compiler learns, once per table, which
+ * entries differ from the native `HANDLERS` and calls those through the table, ending the
+ * block after them; the cache holds blocks of one table only and is flushed when another
+ * is installed (checked once per block entry, never per instruction).
  */
 import type { Cpu } from '../cpu.js';
-import { compileBlock, type BlockFn } from './compiler.js';
+import { HANDLERS, type Handler } from '../op-table.js';
+import { compileBlock, wrappedIndices, type BlockFn } from './compiler.js';
+
+/** `wrappedIndices` per table ever installed (tables are long-lived: one per monitor). */
+const WRAPPED = new WeakMap<readonly Handler[], Uint8Array>();
 
 /** Counters of what the JIT did; all monotonic. */
 export interface JitStats {
@@ -91,12 +101,17 @@ export class Jit {
   private lastCount = 0;
   /** The last block ran off its end: what follows is hot too. */
   private chained = false;
+  /** The handler table the cached blocks were compiled for. */
+  private forTable: readonly Handler[] = HANDLERS;
+  /** Its entries that differ from `HANDLERS` (null: the native table itself). */
+  private wrapped: Uint8Array | null = null;
 
   /** Drops every compiled block (e.g. after changing the cost table's contents). */
   flush(): void {
     this.table = new Array<Entry | undefined>(SLOTS);
     this.heat.fill(0);
     this.lastSlot = -1;
+    this.chained = false;
   }
 
   /**
@@ -105,6 +120,7 @@ export class Jit {
    * next instruction. Faults propagate (FAULT) exactly as from the interpreter.
    */
   run(cpu: Cpu, target: number): number {
+    if (cpu.table !== this.forTable) this.useTable(cpu.table);
     const phys = cpu.fetchPhys();
     if (phys < 0) return JitRun.Again;
     const slot = (phys ^ (phys >>> 13)) & MASK;
@@ -153,13 +169,23 @@ export class Jit {
     return JitRun.Ran;
   }
 
+  /** Compiles for `table` from now on: blocks made for another table are dropped. */
+  private useTable(table: readonly Handler[]): void {
+    this.flush();
+    this.forTable = table;
+    if (table === HANDLERS) { this.wrapped = null; return; }
+    let w = WRAPPED.get(table);
+    if (w === undefined) { w = wrappedIndices(table); WRAPPED.set(table, w); }
+    this.wrapped = w;
+  }
+
   private word(cpu: Cpu, phys: number): number {
     const m = cpu.mem.u8;
     return m[phys]! | (m[phys + 1]! << 8) | (m[phys + 2]! << 16) | (m[phys + 3]! << 24);
   }
 
   private compile(cpu: Cpu, e: Entry): BlockFn | null {
-    const b = compileBlock(cpu, e.phys, e.eip, { maxInstructions: this.maxInstructions });
+    const b = compileBlock(cpu, e.phys, e.eip, { maxInstructions: this.maxInstructions, wrapped: this.wrapped });
     if (b === null || b.trivial) {
       e.fn = null;
       e.again = b !== null;

@@ -1,0 +1,82 @@
+/**
+ * Mutation analysis of the verifier: each mutant of `src/vmm/mutants.ts` is switched on and
+ * the properties that concern its mode search for a counterexample, over several seeds.
+ * Per mutant: caught or not, the runs and seconds to the first counterexample (mean over the
+ * seeds that caught it), the property that caught it and the shrunk counterexample.
+ */
+import { checkMutant, MUTANTS, type MutantInfo } from '../vmm/mutants.js';
+import { runProperty, type PropertyReport } from './properties.js';
+import type { Config } from './run.js';
+
+/** Which properties (and configurations) are run against a mutant living in `modes`, in order. */
+export function planFor(m: MutantInfo): { property: string; configs: Config[] }[] {
+  const plan: { property: string; configs: Config[] }[] = [];
+  const modes = m.modes;
+  if (modes.includes('multi-vm')) return [{ property: 'noninterference', configs: ['native'] }];
+  // A structural check first (fast), then the guest-visible comparison.
+  const mapped = modes.filter((c) => c === 'trap' || c === 'full' || c === 'hw-nested' || c === 'hw-shadow');
+  // (Only for mutants of the memory virtualization: shadow paging, which hw-shadow shares, or the EPT.)
+  const structural = mapped.includes('hw-nested') ? 'hw-nested' : mapped.includes('hw-shadow') ? 'trap' : null;
+  if (structural !== null) plan.push({ property: 'resource-control', configs: [structural] });
+  // Equivalence under full (trap is not equivalent by design; hw-shadow has a known SMSW leak).
+  const eq = mapped.includes('full') ? 'full' : mapped.includes('hw-nested') ? 'hw-nested' : mapped[0];
+  if (eq !== undefined) plan.push({ property: 'equivalence', configs: [eq] });
+  return plan;
+}
+
+/** One mutant's result. */
+export interface MutantResult {
+  readonly mutant: string;
+  readonly description: string;
+  readonly caught: boolean;
+  /** Seeds run, and how many caught it. */
+  readonly seeds: number;
+  readonly caughtSeeds: number;
+  /** Mean over the catching seeds: programs generated until the first counterexample, and seconds. */
+  readonly meanRuns: number | null;
+  readonly meanSeconds: number | null;
+  readonly property: string | null;
+  readonly counterexample: PropertyReport['counterexample'];
+}
+
+export interface MutationOptions {
+  readonly mutants?: readonly string[];
+  readonly seeds?: number;
+  /** Runs per property per seed (the search gives up after these). */
+  readonly runs?: number;
+  readonly onResult?: (r: MutantResult) => void;
+}
+
+/** Runs the mutation analysis. */
+export function runMutants(o: MutationOptions = {}): MutantResult[] {
+  const list = (o.mutants ?? MUTANTS.map((m) => m.name)).map(checkMutant);
+  const seeds = o.seeds ?? 3, runs = o.runs ?? 60;
+  const out: MutantResult[] = [];
+  for (const m of list) {
+    let caughtSeeds = 0, sumRuns = 0, sumSec = 0, property: string | null = null;
+    let cx: PropertyReport['counterexample'] = null;
+    for (let seed = 1; seed <= seeds; seed++) {
+      let spentRuns = 0, spentSec = 0;
+      for (const step of planFor(m)) {
+        const r = runProperty(step.property, { runs, seed, configs: step.configs, mutant: m.name });
+        if (r.firstFailure !== null) {
+          caughtSeeds++;
+          sumRuns += spentRuns + r.firstFailure.run;
+          sumSec += spentSec + r.firstFailure.seconds;
+          property ??= `${step.property} (${step.configs.join(', ')})`;
+          cx ??= r.counterexample;
+          break;
+        }
+        spentRuns += r.runs; spentSec += r.seconds;
+      }
+    }
+    const res: MutantResult = {
+      mutant: m.name, description: m.description, caught: caughtSeeds > 0, seeds, caughtSeeds,
+      meanRuns: caughtSeeds > 0 ? sumRuns / caughtSeeds : null, meanSeconds: caughtSeeds > 0 ? sumSec / caughtSeeds : null,
+      property, counterexample: cx,
+    };
+    o.onResult?.(res);
+    out.push(res);
+  }
+  return out;
+}

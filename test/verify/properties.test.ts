@@ -1,0 +1,54 @@
+// The verifier's properties with bounded runs and fixed seeds (issue 8; docs/verification.md).
+// Each property must hold for the monitors as built, except trap-not-equivalent, which must
+// find on its own the sensitive instructions that make `trap` differ from native.
+import { describe, expect, it } from 'vitest';
+import { PROPERTY_NAMES, runProperty, checkProperty } from '../../src/verify/properties.js';
+
+const fmt = (r: ReturnType<typeof runProperty>): string => JSON.stringify({ cx: r.counterexample?.message, listing: r.counterexample?.listing });
+
+describe('verification properties (bounded runs, fixed seeds)', () => {
+  it('equivalence: native = full = hw nested', { timeout: 60_000 }, () => {
+    // hw-shadow is left out here: SMSW shows its real CR0 (PG/WP forced on) — a known hw bug,
+    // found by this property and reported (docs/verification.md, "Findings").
+    // RET far is left out: full's emulation leaves the popped selector with RPL 1 in the guest's
+    // stack memory (a reported finding, docs/verification.md).
+    const r = runProperty('equivalence', { runs: 25, seed: 11, configs: ['full', 'hw-nested'], exclude: ['farret'] });
+    expect(r.ok, fmt(r)).toBe(true);
+    expect(r.runs).toBe(25);
+  });
+
+  it('trap-not-equivalent: finds PUSHF, SGDT, SIDT, STR, MOV from CS/SS, LAR, LSL, SMSW on its own', { timeout: 90_000 }, () => {
+    const r = runProperty('trap-not-equivalent', { runs: 150, seed: 1 });
+    expect(r.ok).toBe(true);
+    const found = r.findings.map((f) => f.split(':')[0]!).join(' + ').split(' + ');
+    for (const op of ['pushf', 'sgdt', 'sidt', 'str', 'lar', 'lsl', 'smsw', 'farret']) expect(found, r.findings.join('\n')).toContain(op);
+    expect(found.some((f) => f.startsWith('mov r/m, cs') || f.startsWith('mov r/m, ss')), r.findings.join('\n')).toBe(true);
+    // The privileged ones are emulated faithfully: never blamed.
+    for (const op of ['cli', 'sti', 'crread']) expect(found).not.toContain(op);
+    expect(r.counterexample!.listing.length).toBeGreaterThan(0);
+  });
+
+  it('resource-control: shadow and EPT mappings stay within the guest, DMA within its RAM', { timeout: 60_000 }, () => {
+    const r = runProperty('resource-control', { runs: 12, seed: 5, configs: ['trap', 'full', 'hw-nested', 'hw-shadow'] });
+    expect(r.ok, fmt(r)).toBe(true);
+  });
+
+  it('accounting: categories sum to the total, nothing negative', { timeout: 60_000 }, () => {
+    const r = runProperty('accounting', { runs: 8, seed: 3 });
+    expect(r.ok, fmt(r)).toBe(true);
+  });
+
+  it('determinism: same guest, same run record bytes', { timeout: 60_000 }, () => {
+    const r = runProperty('determinism', { runs: 4, seed: 4 });
+    expect(r.ok, fmt(r)).toBe(true);
+  });
+
+  it("noninterference: VM A's outcome does not depend on VM B's secret", { timeout: 60_000 }, () => {
+    const r = runProperty('noninterference', { runs: 8, seed: 2, configs: ['native', 'hw-nested'] });
+    expect(r.ok, fmt(r)).toBe(true);
+  });
+
+  it('an unknown property name gives the list of known ones', () => {
+    expect(() => checkProperty('nope')).toThrow(`unknown property "nope" (known: ${PROPERTY_NAMES.join(', ')})`);
+  });
+});
