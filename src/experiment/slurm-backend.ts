@@ -133,8 +133,9 @@ export async function runSlurmExperiment(s: Scenario, opts: ExperimentOptions & 
       print(`plan: ${units.length} runs, ${skipped} already stored, ${todo.length} to run in ${nChunks} chunk(s) of up to ${chunkSize} run(s)`);
       if (unitSeconds !== null) {
         const coreHours = (todo.length * unitSeconds * cpus) / 3600;
-        print(`estimate (from one calibration run of ${fmt(unitSeconds)}; runs differ, so treat it as an order of magnitude): ${fmt(chunkSize * unitSeconds)} per task, ${coreHours.toFixed(2)} core-hours in all (${cpus} CPU(s) per task)`);
-        print(`suggested --time: ${Math.max(10, Math.ceil((3 * chunkSize * unitSeconds) / 60))} (minutes: three times the estimated task length)`);
+        const task = Math.min(chunkSize, todo.length) * unitSeconds;
+        print(`estimate (from a calibration run of ${fmt(unitSeconds)}; runs differ, so treat it as an order of magnitude): ${fmt(task)} per task, ${coreHours < 0.1 ? coreHours.toPrecision(2) : coreHours.toFixed(1)} core-hours in all (${cpus} CPU(s) per task)`);
+        print(`suggested --time: ${Math.max(10, Math.ceil((3 * task) / 60))} (minutes: three times the estimated task length, at least 10)`);
       }
       print(batchScript(jobOptions(s, so, cpus), join(dir, 'slurm/submit-N/chunks.json'), join(dir, 'slurm/submit-N/logs')).trimEnd());
       return { units: units.length, skipped, ran: 0, failed: 0, failures: [], recorded: 0, reusedTraces: 0 };
@@ -175,6 +176,7 @@ async function submitAndWait(so: SlurmOptions, log: (l: string) => void, dir: st
   manifest: ReturnType<typeof planChunks>, done: (label: string, err: string | null) => void): Promise<Missing> {
   const maxAttempts = so.maxAttempts ?? 3;
   const pollMs = (so.pollSeconds ?? 5) * 1000;
+  const squeueGraceMs = Math.max(10 * pollMs, 600_000);
   const pending = new Map(manifest.units.map((u) => [u.id, u]));
   const collect = (): void => {
     for (const [id, u] of pending) {
@@ -203,13 +205,26 @@ async function submitAndWait(so: SlurmOptions, log: (l: string) => void, dir: st
       log(`virtlab: submitted Slurm job ${job} (attempt ${attempt}/${maxAttempts}): ${chunks.length} chunk(s) [${array}], logs in ${join(sub, 'logs')}`);
       let tasks: TaskState[] | null = [];
       let lastStatus = '';
+      let squeueErrors = 0;
       for (;;) {
         if (signal.aborted) {
           try { await scancel(job); } catch (e) { log(`virtlab: ${(e as Error).message}`); }
           collect();
           throw new SlurmInterrupted(`interrupted: cancelled Slurm job ${job} (scancel); the ${manifest.units.length - pending.size} run(s) stored so far are kept: continue with --resume`);
         }
-        tasks = await squeueTasks(job);
+        try {
+          tasks = await squeueTasks(job);
+          squeueErrors = 0;
+        } catch (e) {
+          // A controller that is briefly unreachable (restart, overload) must not end the
+          // driver: the job goes on. Only a long outage stops it, saying how to continue.
+          if (!(e instanceof SlurmError) || /not found on PATH/.test(e.message) || ++squeueErrors * pollMs > squeueGraceMs) {
+            throw new SlurmError(`${(e as Error).message}; Slurm job ${job} may still be running: check squeue, and once it has ended rerun with --resume (stored runs are kept)`);
+          }
+          if (squeueErrors === 1) log(`virtlab: ${(e as Error).message} (retrying for up to ${fmt(squeueGraceMs / 1000)})`);
+          await sleep(pollMs, signal);
+          continue;
+        }
         collect();
         const ended = tasks === null || tasks.every((t) => isTerminal(t.state));
         const counts = new Map<string, number>();

@@ -161,6 +161,38 @@ describe('bad input and failures (stand-in Slurm tools)', () => {
     expect(again).toMatchObject({ skipped: 0, ran: 4 });
   }, 60_000);
 
+  it('calibration: the first run is made here, timed and stored; the rest go to the cluster in chunks sized from it', async () => {
+    lines = [];
+    const calls = join(tmp(), 'sbatch-calls');
+    process.env.PATH = `${fakeTools({ sbatch: `echo "$@" >> ${calls}; echo 5`, squeue: 'echo "Invalid job id specified" >&2; exit 1', sacct: 'exit 1' })}:${path}`;
+    const dir = join(tmp(), 'exp');
+    const r = await runExperiment(scenario, { dir, backend: 'slurm', progress: null, slurm: { chunkSeconds: 600, maxAttempts: 1, pollSeconds: 0.05, log: (l) => lines.push(l) } });
+    expect(lines[0]).toMatch(/^virtlab: calibration: syscall \/ native \/ p4-2005: ok in /);
+    expect(existsSync(runFile(dir, units[0]!.id))).toBe(true);
+    const m = readChunkManifest(join(dir, 'slurm/submit-1/chunks.json'));
+    expect(m.units.map((u) => u.id)).toEqual(units.slice(1).map((u) => u.id));
+    // A run of this size takes well under a second: 600 s holds all three in one chunk.
+    expect(chunkCount(m)).toBe(1);
+    expect(readFileSync(calls, 'utf8').split(' ')[1]).toBe('--array=0');
+    expect(r.failures.map((f) => f.unit.id)).toEqual(units.slice(1).map((u) => u.id));
+  }, 60_000);
+
+  it('a controller briefly unreachable: squeue errors are retried, not fatal', async () => {
+    lines = [];
+    const n = join(tmp(), 'squeue-count');
+    process.env.PATH = `${fakeTools({
+      sbatch: 'echo 9',
+      squeue: `c=$(cat ${n} 2>/dev/null || echo 0); echo $((c+1)) > ${n}; if [ $c -lt 2 ]; then echo "squeue: error: Unable to contact slurm controller (connect failure)" >&2; exit 1; fi; echo "9_0|9|0|COMPLETED|None"; echo "9_1|9|1|COMPLETED|None"`,
+      sacct: 'exit 1',
+    })}:${path}`;
+    const dir = join(tmp(), 'exp');
+    const r = await runExperiment(scenario, { dir, backend: 'slurm', progress: null, slurm: slurmOpts({ maxAttempts: 1 }) });
+    expect(lines.join('\n')).toMatch(/squeue failed \(exit 1\): squeue: error: Unable to contact slurm controller \(connect failure\) \(retrying for up to/);
+    expect(readFileSync(n, 'utf8').trim()).toBe('3');
+    // The tasks "completed" without writing anything: their runs are missing, named per chunk.
+    expect(r.failures[3]!.error).toMatch(/chunk 1, job 9_1: COMPLETED; log .*chunk-1\.job-9\.err/);
+  });
+
   it('Ctrl-C cancels the job with scancel and keeps what is stored', async () => {
     lines = [];
     const cancelled = join(tmp(), 'scancel-args');
