@@ -45,6 +45,8 @@ export interface MutationOptions {
   /** Runs per property per seed (the search gives up after these). */
   readonly runs?: number;
   readonly onResult?: (r: MutantResult) => void;
+  /** Shrink the counterexamples (default true). */
+  readonly shrink?: boolean;
 }
 
 /** Runs the mutation analysis. */
@@ -58,7 +60,7 @@ export function runMutants(o: MutationOptions = {}): MutantResult[] {
     for (let seed = 1; seed <= seeds; seed++) {
       let spentRuns = 0, spentSec = 0;
       for (const step of planFor(m)) {
-        const r = runProperty(step.property, { runs, seed, configs: step.configs, mutant: m.name });
+        const r = runProperty(step.property, { runs, seed, configs: step.configs, mutant: m.name, shrink: o.shrink });
         if (r.firstFailure !== null) {
           caughtSeeds++;
           sumRuns += spentRuns + r.firstFailure.run;

@@ -27,6 +27,8 @@ export interface PropertyOptions {
   readonly mutant?: string | null;
   /** System instructions the generator leaves out (e.g. a known, reported difference). */
   readonly exclude?: readonly string[];
+  /** Shrink counterexamples (default true; false for a quick caught/not-caught answer). */
+  readonly shrink?: boolean;
 }
 
 /** A counterexample: the shrunk program, its disassembly, what went wrong. */
@@ -108,6 +110,8 @@ interface Search<T> {
  * the mutant.
  */
 let analysedMutant: string | null = null;
+/** Whether counterexamples are shrunk (set by `runProperty`). */
+let shrinking = true;
 
 /** fast-check search: `check` returns a failure message or null. */
 function search<T>(arb: fc.Arbitrary<T>, check0: (x: T) => string | null, runs: number, seed: number): Search<T> {
@@ -125,7 +129,7 @@ function search<T>(arb: fc.Arbitrary<T>, check0: (x: T) => string | null, runs: 
       if (first === null) first = { run: n, seconds: (performance.now() - t0) / 1000 };
       throw new Error(m);
     }
-  }), { numRuns: runs, seed, endOnFailure: false });
+  }), { numRuns: runs, seed, endOnFailure: !shrinking });
   const cx = d.failed && d.counterexample ? d.counterexample[0] as T : null;
   const message = cx !== null ? (check(cx) ?? String((d.errorInstance as Error | undefined)?.message ?? 'failed')) : null;
   return { failed: d.failed, runs: d.failed ? n : d.numRuns, firstFailure: first, counterexample: cx, message, seconds: (performance.now() - t0) / 1000 };
@@ -150,7 +154,7 @@ export function minimizeProgram(p: GuestProgram, check: (x: GuestProgram) => str
 /** `search` over programs, with the counterexample minimized further. */
 function searchProgram(arb: fc.Arbitrary<GuestProgram>, check0: (x: GuestProgram) => string | null, runs: number, seed: number): Search<GuestProgram> {
   const s = search(arb, check0, runs, seed);
-  if (s.counterexample === null) return s;
+  if (s.counterexample === null || !shrinking) return s;
   const mut = analysedMutant;
   const check = mut === null ? check0 : (x: GuestProgram): string | null => {
     const m = check0(x);
@@ -391,11 +395,13 @@ export function checkProperty(name: string): PropertyInfo {
 export function runProperty(name: string, options: PropertyOptions = {}): PropertyReport {
   const p = checkProperty(name);
   if (options.mutant != null) checkMutant(options.mutant);
-  const saved = analysedMutant;
+  const saved = analysedMutant, savedShrink = shrinking;
   analysedMutant = options.mutant ?? null;
+  shrinking = options.shrink ?? true;
   try {
     return withMutant(options.mutant ?? null, () => p.run(options));
   } finally {
     analysedMutant = saved;
+    shrinking = savedShrink;
   }
 }
