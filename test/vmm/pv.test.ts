@@ -16,7 +16,7 @@ import { loadProfile } from '../../src/profiles/index.js';
 import { runGuest } from '../../src/trace/run-guest.js';
 import { createMonitor, monitorMemoryMiB } from '../../src/vmm/index.js';
 import { DOMID_SELF, HYPERCALL, MMUEXT, VCPU, VIRQ_TIMER } from '../../src/vmm/pv/abi.js';
-import { XEN_ERRNO } from '../../src/vmm/pv/domain-context.js';
+import { XEN_ERRNO, type Mfn, type Pfn } from '../../src/vmm/pv/domain-context.js';
 import { PvMonitor } from '../../src/vmm/pv/pv.js';
 import { ebx } from '../../src/x86/operands.js';
 
@@ -169,6 +169,18 @@ describe('pv: hostile hypercalls get Xen error codes and are counted', () => {
     expect(s['attack.writable-pagetable']).toBe(1);
     expect(s['attack.hypervisor-slot']).toBe(1);
     expect(s['attack.foreign-domain']).toBe(1);
+    expect(mm.audit()).toEqual([]);
+  }, 60_000);
+
+  it('a back end cannot take a writable grant mapping of a page-table frame (the hypervisor answers for the grant table)', () => {
+    const { monitor } = boot();
+    const mm = monitor.mm;
+    // The running directory is pinned as an L2: no writable reference for it.
+    expect(monitor.getWritableRef(mm.base as Mfn)).toBe(false);
+    // A plain frame of the domain can be mapped writable, and the reference is dropped again.
+    const plain = monitor.p2m(0x2000 as Pfn); // 32 MiB into the 64 MiB domain: a plain page
+    expect(monitor.getWritableRef(plain)).toBe(true);
+    monitor.putWritableRef(plain);
     expect(mm.audit()).toEqual([]);
   }, 60_000);
 

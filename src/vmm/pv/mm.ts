@@ -49,6 +49,8 @@ export class DirectPaging {
   readonly owner: Uint8Array;
   readonly type: Uint8Array;
   readonly typeCount: Uint32Array;
+  /** Writable type references held outside the page tables (grant-table frames, back ends' writable grant mappings): `audit` counts them. */
+  readonly externalRefs: Uint32Array;
   readonly pinned: Uint8Array;
   /** Machine frame of the current base (L2), or -1. */
   base = -1;
@@ -63,6 +65,7 @@ export class DirectPaging {
     this.owner = new Uint8Array(this.frames);
     this.type = new Uint8Array(this.frames);
     this.typeCount = new Uint32Array(this.frames);
+    this.externalRefs = new Uint32Array(this.frames);
     this.pinned = new Uint8Array(this.frames);
   }
 
@@ -234,6 +237,7 @@ export class DirectPaging {
       }
     }
     if (this.base >= 0) want[this.base]!++;
+    for (let m = 0; m < this.frames; m++) want[m] += this.externalRefs[m]!;
     for (let m = 0; m < this.frames; m++) {
       if (want[m] !== this.typeCount[m]) errors.push(`frame 0x${m.toString(16)}: type count ${this.typeCount[m]}, references ${want[m]}`);
     }

@@ -29,7 +29,8 @@ import {
   VCPUOP, VIRQ_TIMER,
 } from './abi.js';
 import { XEN_ERRNO, type DomId, type Mfn, type Pfn, type PvDomainContext } from './domain-context.js';
-import { DirectPaging, OWN_DOMAIN, OWN_SHARED, PT_L1, PT_L2, Refused } from './mm.js';
+import { DirectPaging, OWN_DOMAIN, OWN_SHARED, PT_L1, PT_L2, PT_WRITABLE, Refused } from './mm.js';
+import type { PvFrameTypes } from './grant-table.js';
 import { findPvNote, patchSite, type PvNote } from './patch.js';
 import { createSplitDrivers, splitDriverCosts, type SplitDrivers } from './split-backends.js';
 
@@ -68,7 +69,7 @@ const ERR_VECTORS = new Set([8, 10, 11, 12, 13, 14, 17]);
 interface TrapEntry { cs: number; eip: number; flags: number }
 
 /** The hypervisor for one PV domain (one `Machine`). */
-export class PvMonitor implements Monitor, PvDomainContext {
+export class PvMonitor implements Monitor, PvDomainContext, PvFrameTypes {
   readonly mode = 'pv' as const;
   readonly domid = 1 as DomId;
   mem!: PhysicalMemory;
@@ -136,6 +137,16 @@ export class PvMonitor implements Monitor, PvDomainContext {
   }
   countRejected(what: string): void {
     this.bump(`attack.${what}`);
+  }
+  /** PvFrameTypes: a back end's writable grant mapping is a writable reference (refused for a page-table frame). */
+  getWritableRef(mfn: Mfn): boolean {
+    if (this.mm.getType(mfn, PT_WRITABLE) !== null) return false;
+    this.mm.externalRefs[mfn]!++;
+    return true;
+  }
+  putWritableRef(mfn: Mfn): void {
+    this.mm.externalRefs[mfn]!--;
+    this.mm.putType(mfn);
   }
 
   // ====================================================================== the domain builder
