@@ -39,7 +39,7 @@ export interface TraceRecipe {
   readonly traceVersion: number;
   readonly workload: UnitSpec['workload'];
   readonly profile: { readonly id: string; readonly set: Readonly<Record<string, number>>; readonly sha256: string };
-  /** The control-flow log is off: recording then runs at JIT speed (docs/trace-format.md, Figures). */
+  /** The control-flow log is off: recording then runs at full JIT speed (docs/trace-format.md, Figures). */
   readonly branches: false;
 }
 

@@ -3,8 +3,9 @@
  * bit (taken / not taken) for every conditional branch (Jcc, LOOP/LOOPE/LOOPNE, JCXZ) and a
  * TIP (the target) for every near indirect branch (JMP/CALL r/m, RET). It is taken by
  * wrapping those handlers in the CPU's dispatch table — the mode's own table, so a monitor's
- * overlay keeps working — which turns the JIT off for that machine: only a machine that
- * records or checks the log pays for it.
+ * overlay keeps working. The JIT still compiles such a machine's blocks but calls the wrapped
+ * branch handlers instead of inlining them, so only a machine that records or checks the log
+ * pays for it.
  */
 import type { Cpu } from '../machine/cpu/cpu.js';
 import type { Handler } from '../machine/cpu/op-table.js';

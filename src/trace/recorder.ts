@@ -43,8 +43,8 @@ export interface RecordSpec {
   readonly checkpointInterval?: number;
   readonly ramDigestEvery?: number;
   /**
-   * Record the control-flow log (TNT bits and TIP targets; default true). It runs the
-   * recording in the interpreter (the JIT cannot report branches).
+   * Record the control-flow log (TNT bits and TIP targets; default true). Branch handlers
+   * are then called, not inlined, by the JIT: slower than a plain run.
    */
   readonly branches?: boolean;
   readonly onConsole?: (chunk: Uint8Array) => void;

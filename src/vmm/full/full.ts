@@ -119,6 +119,16 @@ export class FullMonitor implements Monitor {
   private readonly adapted = new Set<number>();
   /** Frames `full` watches for code writes, with the watcher that was there before (if any). */
   private readonly codeWatch = new Map<number, (() => void) | null>();
+  /**
+   * RET far/IRET in kernel code to an RPL-0 CS: trap's emulation gives the frame's CS slot
+   * RPL 1 (and IRET's EFLAGS slot the real IF/IOPL) in the guest's stack. The bare CPU leaves
+   * the popped frame as the guest wrote it, so the slots' words are saved here and put back
+   * after the emulation (`retLin` −1: nothing saved).
+   */
+  private retLin = -1;
+  private retSize = 4;
+  private retSlots = 0;
+  private readonly retSaved = new Int32Array(2);
 
   attach(machine: Machine): void {
     this.trap.attach(machine);
@@ -179,6 +189,7 @@ export class FullMonitor implements Monitor {
     } finally {
       this.inEvent--;
       if (!outer) this.eventFromKernel = fromKernel;
+      else this.retLin = -1; // not emulated (e.g. a hidden fault first): the instruction restarts
     }
     if (outer && this.transferred && cpu.cpl === 1 && cpu.stopReason === null) this.enter(cpu);
     return r;
@@ -187,6 +198,7 @@ export class FullMonitor implements Monitor {
   /** Trap's accounting hook: what a trap costs there, `full` re-prices for translated code. */
   private onTrapCount(kind: string, cycles: number, count: (kind: string, cycles: number) => void): void {
     const cpu = this.cpu;
+    if (this.retLin >= 0 && (kind === 'exit:lret' || kind === 'exit:iret')) this.restoreReturnFrame(cpu);
     if (this.eventFromKernel && kind.startsWith('exit:') && !kind.startsWith('exit:reflect-') && !kind.startsWith('exit:interrupt')) {
       // A privileged instruction in translated kernel code: a callout replaces the trap
       // (the emulation itself costs the same).
@@ -307,6 +319,14 @@ export class FullMonitor implements Monitor {
     for (let op = 0x180; op <= 0x18f; op++) transfers.push(op);
     for (const op of transfers) {
       if (op === 0x9a) continue;
+      if (op === 0xca || op === 0xcb || op === 0xcf) {
+        both(op, (h) => (cpu) => {
+          if (cpu.cpl === 1 && this.inEvent === 0) this.noteKernelReturn(cpu, op === 0xcf);
+          h(cpu);
+          if (cpu.cpl === 1) this.enter(cpu);
+        });
+        continue;
+      }
       both(op, (h) => (cpu) => { h(cpu); if (cpu.cpl === 1) this.enter(cpu); });
     }
     // CALL far within the kernel: the pushed CS shows the virtual RPL 0.
@@ -458,6 +478,38 @@ export class FullMonitor implements Monitor {
       if (g >= 0 && g + 4 <= mem.guestSize) mem.write32(g, mem.read32(g) | 0x100);
     }
     return n;
+  }
+
+  /**
+   * Before RET far/IRET in kernel code: if the frame's CS has RPL 0 (trap's emulation will
+   * rewrite it), saves the CS slot (and IRET's EFLAGS slot). Read without faulting through
+   * the guest's tables: a frame that is not readable faults in the instruction itself.
+   */
+  private noteKernelReturn(cpu: Cpu, iret: boolean): void {
+    this.retLin = -1;
+    const sz = cpu.opsize32 ? 4 : 2;
+    const sp = (cpu.segBase[SS]! + (cpu.ss32 ? cpu.r32[ESP]! : cpu.r16[ESP << 1]!)) >>> 0;
+    const n = iret ? 2 : 1;
+    for (let i = 0; i < n; i++) {
+      const p = this.trap.shadow.guestTranslate((sp + (i + 1) * sz) >>> 0, false, false);
+      if (p < 0 || p + sz > cpu.mem.guestSize) return;
+      this.retSaved[i] = sz === 4 ? cpu.mem.read32(p) : cpu.mem.read16(p);
+    }
+    if ((this.retSaved[0]! & 3) !== 0) return;
+    this.retLin = (sp + sz) >>> 0;
+    this.retSize = sz;
+    this.retSlots = n;
+  }
+
+  /** After trap's emulation of that RET far/IRET: the frame's slots as the guest wrote them. */
+  private restoreReturnFrame(cpu: Cpu): void {
+    const lin = this.retLin, sz = this.retSize;
+    this.retLin = -1;
+    for (let i = 0; i < this.retSlots; i++) {
+      // The emulation just wrote these slots through the same mapping: no fault here.
+      if (sz === 4) cpu.writeLin32((lin + i * sz) >>> 0, this.retSaved[i]!, false);
+      else cpu.writeLin16((lin + i * sz) >>> 0, this.retSaved[i]!, false);
+    }
   }
 
   /** After a far CALL inside the kernel: the pushed return CS with the virtual RPL. */

@@ -39,8 +39,9 @@
  * bitmap, so every hidden fault, trace fault and guest page fault is an exit (reason 0);
  * a guest fault is then injected with the guest's error code. CR3 loads and INVLPG exit
  * (reasons 28, 14). Before the CPU delivers an event through the guest's IDT, the shadow is
- * filled for the gate, its code descriptor, the TSS and the frame (a real VMM re-injects an
- * event whose delivery faulted; the CPU here would chain such a fault into #DF).
+ * filled for the gate, its code descriptor (and SS0's from ring 3; for writing when the CPU
+ * will set the accessed bit), the TSS and the frame (a real VMM re-injects an event whose
+ * delivery faulted; the CPU here would chain such a fault into #DF: docs/vmm-design.md).
  */
 import { CR0_PE, CR0_PG, CR0_TS, CR0_WP, CR4_PAE, CR4_PGE, CR4_PSE, EDX, ESP, SS, Vec, type Cpu } from '../../machine/cpu/cpu.js';
 import { deliverArchitectural, EventKind } from '../../machine/cpu/interrupts.js';
@@ -55,7 +56,7 @@ import { exitCategory, ExitReason } from './exit-reasons.js';
 import { NestedPaging } from './nested-paging.js';
 import { dmaOutsideRam, unassignedPort } from '../trap.js';
 import {
-  cltsExit, exceptionExit, externalInterruptExit, instructionExit, interruptWindowExit, ioExit, kvmDefaultVmcs, lmswExit,
+  cltsExit, exceptionExit, externalInterruptExit, guestCrRead, instructionExit, interruptWindowExit, ioExit, kvmDefaultVmcs, lmswExit,
   movFromCrExit, movToCrExit, msrExit, type SimpleInstruction, type Vmcs, type VmExit,
 } from './vmcs.js';
 
@@ -293,19 +294,35 @@ export class HwMonitor {
     sh.prefault(gate, false);
     sh.prefault(gate + 7, false);
     const gp = sh.guestTranslate(gate + 2, false, false);
-    if (gp >= 0 && gp + 2 <= cpu.mem.guestSize) sh.prefault(cpu.gdtrBase + (cpu.mem.read16(gp) & 0xfff8), false);
+    if (gp >= 0 && gp + 2 <= cpu.mem.guestSize) this.prefaultDescriptor(cpu.mem.read16(gp));
     let sp: number;
     if (cpu.cpl === 3) {
       sh.prefault(cpu.trBase + 4, false);
       sh.prefault(cpu.trBase + 11, false);
       const tp = sh.guestTranslate(cpu.trBase + 4, false, false);
-      if (tp < 0 || tp + 4 > cpu.mem.guestSize) return;
+      if (tp < 0 || tp + 8 > cpu.mem.guestSize) return;
       sp = cpu.mem.read32(tp);
+      this.prefaultDescriptor(cpu.mem.read16(tp + 4)); // SS0's descriptor (its accessed bit too)
     } else {
       sp = (cpu.segBase[SS]! + (cpu.ss32 ? cpu.r32[ESP]! : cpu.r16[ESP << 1]!)) | 0;
     }
     sh.prefault(sp - 1, true);
     sh.prefault(sp - 24, true);
+  }
+
+  /**
+   * Fills the shadow for the descriptor of `sel` (GDT or LDT) that delivery loads: for writing
+   * when its accessed bit is clear, since the CPU then writes it during delivery (SDM Vol. 3A
+   * §3.4.5.1) and a read-only shadow entry there (the guest's PTE not yet dirty) would fault
+   * inside delivery and become #DF. An already accessed descriptor is only read: prefaulting
+   * it for writing would set the guest's dirty bit where the bare CPU does not.
+   */
+  private prefaultDescriptor(sel: number): void {
+    const cpu = this.cpu, sh = this.shadow!;
+    const lin = (((sel & 4) !== 0 ? cpu.ldtrBase : cpu.gdtrBase) + (sel & 0xfff8)) >>> 0;
+    sh.prefault(lin, false);
+    const hp = sh.guestTranslate(lin + 4, false, false);
+    if (hp >= 0 && hp + 4 <= cpu.mem.guestSize && (cpu.mem.read32(hp) & 0x100) === 0) sh.prefault(lin + 5, true);
   }
 
   /**
@@ -375,21 +392,23 @@ export class HwMonitor {
     // MOV CRn, r32: the decode state holds CR (reg) and GPR (rm); the register is unchanged.
     wrap(0x122, (cpu) => {
       const cr = cpu.modrmReg;
+      // The read shadow gets the value as the CPU stored it (ET set, undefined bits dropped:
+      // KVM's kvm_set_cr0 does the same), taken before shadow paging forces PG/WP on.
+      const stored = (cr === 0 ? cpu.cr0 : cpu.cr4) >>> 0;
       if (this.shadow !== null) this.shadowCrWrite(cpu, cr);
       if (cr !== 0 && cr !== 3 && cr !== 4) return null;
       const value = cpu.r32[cpu.modrmRm]! >>> 0;
       const x = movToCrExit(this.vmcs, cr, value, cpu.modrmRm);
-      if (x !== null && cr === 0) this.vmcs.cr0Shadow = value;
-      if (x !== null && cr === 4) this.vmcs.cr4Shadow = value;
+      if (x !== null && cr === 0) this.vmcs.cr0Shadow = stored;
+      if (x !== null && cr === 4) this.vmcs.cr4Shadow = stored;
       return x;
     });
     wrap(0x120, (cpu) => {
       const cr = cpu.modrmReg;
-      if (this.shadow !== null) {
-        // The guest reads its own CR3 (CR3-store exiting) and, through the CR0 read shadow, its PG/WP.
-        if (cr === 3) cpu.r32[cpu.modrmRm] = this.vCr3;
-        else if (cr === 0) cpu.r32[cpu.modrmRm] = (cpu.cr0 & ~(CR0_PG | CR0_WP)) | this.vPgWp;
-      }
+      // CR0/CR4 never exit on reads: host-owned bits come from the read shadows (SDM Vol. 3C
+      // §26.3, "MOV from CR0/CR4"). Shadow paging: the guest's own CR3 (CR3-store exiting).
+      if (cr === 0 || cr === 4) cpu.r32[cpu.modrmRm] = guestCrRead(this.vmcs, cr, cr === 0 ? cpu.cr0 : cpu.cr4) | 0;
+      else if (cr === 3 && this.shadow !== null) cpu.r32[cpu.modrmRm] = this.vCr3;
       return cr === 3 ? movFromCrExit(this.vmcs, 3, cpu.modrmRm) : null;
     });
     wrap(0x121, (cpu) => instructionExit(this.vmcs, 'mov-dr', (cpu.modrmReg & 7) | 0x10 | ((cpu.modrmRm & 7) << 8)));
@@ -416,6 +435,13 @@ export class HwMonitor {
         const sh = this.vmcs.cr0Shadow;
         if (x !== null) this.vmcs.cr0Shadow = ((sh & ~0xe) | (src & 0xe) | ((sh | src) & 1)) >>> 0;
         return x;
+      }
+      if (reg === 4) {
+        // SMSW never exits; host-owned CR0 bits read from the read shadow, as MOV from CR0
+        // (SDM Vol. 3C §26.3): under shadow paging the real PG/WP are the monitor's.
+        const g = guestCrRead(this.vmcs, 0, cpu.cr0);
+        if (cpu.modrmMod === 3 && cpu.opsize32) cpu.r32[cpu.modrmRm] = g | 0;
+        else cpu.writeRM16(g & 0xffff);
       }
       return null;
     });
