@@ -1,12 +1,10 @@
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { ImageError } from '../guest/elf.js';
-import { loadProfile, DEFAULT_PROFILE, DEFAULT_VMM_PROFILE } from '../profiles/index.js';
+import { DEFAULT_PROFILE, DEFAULT_VMM_PROFILE } from '../profiles/index.js';
 import { serializeRunRecord, writeFileAtomic } from '../trace/run-record.js';
 import { runGuest } from '../trace/run-guest.js';
+import { parseImageArgs, parseModeArgs, parseNumber, readImage } from './args.js';
 import { UsageError } from './errors.js';
-import { WORKLOAD_PREFIX, workloadForExec, type ExecWorkload } from './workloads.js';
-import { createMonitor, HW_DEFAULTS, MONITOR_MODES, type MonitorMode } from '../vmm/index.js';
+import { MONITOR_MODES } from '../vmm/index.js';
 
 export const EXEC_USAGE = `usage: virtlab exec <image> [options]
        virtlab exec workload:NAME [--param k=v ...] [options]
@@ -49,23 +47,6 @@ exit status:
 
 export { STATUS_ERROR, STATUS_LIMIT, STATUS_STOPPED, statusFor } from '../trace/exit-status.js';
 
-function parseNumber(flag: string, text: string, min: number, max: number): number {
-  const t = text.replace(/_/g, '');
-  const v = /^0x[0-9a-f]+$/i.test(t) ? parseInt(t, 16) : /^[0-9]+$/.test(t) ? Number(t) : /^[0-9.]+e[0-9]+$/i.test(t) ? Number(t) : NaN;
-  if (!Number.isSafeInteger(v) || v < min || v > max) throw new UsageError(`${flag}: expected an integer in ${min}..${max}, got "${text}"`);
-  return v;
-}
-
-function readImage(path: string): Uint8Array {
-  try {
-    return readFileSync(path);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : code === 'EACCES' ? 'permission denied' : `cannot read (${code ?? String(e)})`;
-    throw new ImageError(path, why);
-  }
-}
-
 /**
  * `virtlab exec`: returns the process exit status. Throws UsageError, ImageError or
  * ProfileError for bad input (the caller prints the one-line message and exits 2).
@@ -100,48 +81,18 @@ export function execCommand(argv: string[], out: { stdout: (b: Uint8Array) => vo
   })();
   if (values.help) { out.help(EXEC_USAGE); return 0; }
   if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'exec: missing <image>' : `exec: expected one image, got ${positionals.length}: ${positionals.join(' ')}`);
-  const imagePath = positionals[0]!;
+  const img = parseImageArgs(positionals[0]!, values);
+  const { imagePath, memoryMiB, workload } = img;
   const maxGiven = values['max-instructions'] !== undefined ? parseNumber('--max-instructions', values['max-instructions'], 1, Number.MAX_SAFE_INTEGER) : undefined;
-  const memoryMiB = values.memory !== undefined ? parseNumber('--memory', values.memory, 1, 2048) : 64;
-  const flat = values.flat !== undefined ? parseNumber('--flat', values.flat, 0, 0xffffffff) : undefined;
-  if (flat === undefined && (values.entry !== undefined || values['real-mode'])) throw new UsageError('--entry and --real-mode need --flat ADDR');
-  if (flat !== undefined && values.cmdline !== undefined) throw new UsageError('--cmdline is for Multiboot images, not with --flat');
-  const entry = values.entry !== undefined ? parseNumber('--entry', values.entry, 0, 0xffffffff) : undefined;
-
-  let workload: ExecWorkload | null = null;
-  if (imagePath.startsWith(WORKLOAD_PREFIX)) {
-    if (flat !== undefined) throw new UsageError('--flat is for raw binaries, not workload:NAME');
-    workload = workloadForExec(imagePath, values.param ?? []);
-  } else if (values.param !== undefined) {
-    throw new UsageError('--param is for workload:NAME images');
-  }
   // A workload that hangs (e.g. waiting for input that never comes) stops at its own budget.
   const maxInstructions = maxGiven ?? workload?.maxInstructions ?? 1_000_000_000;
-  const modeName = values.mode ?? 'native';
-  if (!(MONITOR_MODES as readonly string[]).includes(modeName)) throw new UsageError(`--mode: unknown mode "${modeName}" (known: ${MONITOR_MODES.join(', ')})`);
-  const mode = modeName as MonitorMode;
-  if (mode !== 'hw' && (values.paging !== undefined || values.vpid !== undefined)) {
-    throw new UsageError(`${values.paging !== undefined ? '--paging' : '--vpid'} is only valid with --mode hw`);
-  }
-  const paging = values.paging ?? HW_DEFAULTS.paging;
-  if (paging !== 'nested' && paging !== 'shadow') throw new UsageError(`--paging: expected nested or shadow, got "${paging}"`);
-  const vpidText = values.vpid ?? (HW_DEFAULTS.vpid ? 'on' : 'off');
-  if (vpidText !== 'on' && vpidText !== 'off') throw new UsageError(`--vpid: expected on or off, got "${vpidText}"`);
-  const vpid = vpidText === 'on';
-  const loaded = loadProfile(values.profile ?? (mode === 'native' ? DEFAULT_PROFILE : DEFAULT_VMM_PROFILE));
-  // Checked before the image is read so that a profile without the figures or features fails fast.
-  try {
-    createMonitor(mode, { profile: loaded.profile, paging, vpid });
-  } catch (e) {
-    if (e instanceof RangeError) throw new UsageError(e.message);
-    throw e;
-  }
+  const { mode, paging, vpid, profile: loaded } = parseModeArgs(values, 'native');
+  if (mode !== 'native' && img.flat?.mode === 'real') throw new UsageError(`--mode ${mode} needs a protected-mode start (not --real-mode)`);
   const bytes = workload ? workload.bytes : readImage(imagePath);
-  if (mode !== 'native' && flat !== undefined && values['real-mode']) throw new UsageError(`--mode ${mode} needs a protected-mode start (not --real-mode)`);
   const run = runGuest({
     image: { bytes, path: imagePath },
-    flat: flat !== undefined ? { loadAddress: flat, entry, mode: values['real-mode'] ? 'real' : 'protected32' } : undefined,
-    cmdline: values.cmdline ?? '',
+    flat: img.flat,
+    cmdline: img.cmdline,
     memoryMiB,
     devices: workload?.machine,
     mode,

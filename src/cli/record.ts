@@ -1,15 +1,15 @@
 /**
  * `virtlab record`: runs a guest natively (or a paravirtualized one under pv) and writes its trace (docs/trace-format.md).
  */
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ImageError } from '../guest/elf.js';
 import { loadProfile, DEFAULT_PROFILE, DEFAULT_VMM_PROFILE } from '../profiles/index.js';
 import { recordTrace, RECORD_MODES, type RecordMode } from '../trace/recorder.js';
 import { serializeRunRecord, writeFileAtomic } from '../trace/run-record.js';
 import { UsageError } from './errors.js';
-import { parseParamList, WORKLOAD_PREFIX, workloadForExec, type ExecWorkload } from './workloads.js';
+import { parseImageArgs, parseNumber, readImage } from './args.js';
+import { parseParamList, WORKLOAD_PREFIX } from './workloads.js';
 
 export const RECORD_USAGE = `usage: virtlab record <image> -o FILE [options]
        virtlab record workload:NAME -o FILE [--param k=v ...] [--seed N] [options]
@@ -40,13 +40,6 @@ options:
   --checkpoint-interval N  instructions between state checkpoints (default 1048576)
   -h, --help             this help
 `;
-
-function parseNumber(flag: string, text: string, min: number, max: number): number {
-  const t = text.replace(/_/g, '');
-  const v = /^0x[0-9a-f]+$/i.test(t) ? parseInt(t, 16) : /^[0-9]+$/.test(t) ? Number(t) : NaN;
-  if (!Number.isSafeInteger(v) || v < min || v > max) throw new UsageError(`${flag}: expected an integer in ${min}..${max}, got "${text}"`);
-  return v;
-}
 
 /** Writes bytes atomically: a temporary file in the same directory, then rename. */
 export function writeBytesAtomic(file: string, bytes: Uint8Array): void {
@@ -97,35 +90,23 @@ export function recordCommand(argv: string[], out: { stdout: (b: Uint8Array) => 
   if (values.help) { out.help(RECORD_USAGE); return 0; }
   if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'record: missing <image>' : `record: expected one image, got ${positionals.length}: ${positionals.join(' ')}`);
   if (values.output === undefined) throw new UsageError('record: -o FILE is required (where to write the trace)');
-  const imagePath = positionals[0]!;
   const mode = values.mode ?? 'native';
   if (!(RECORD_MODES as readonly string[]).includes(mode)) {
     throw new UsageError(`--mode: a guest is recorded with --mode native or pv, got "${mode}" (record natively, then replay under ${mode})`);
   }
   const seed = values.seed !== undefined ? parseNumber('--seed', values.seed, 0, 0xffffffff) : null;
-  const memoryMiB = values.memory !== undefined ? parseNumber('--memory', values.memory, 1, 2048) : 64;
   const maxGiven = values['max-instructions'] !== undefined ? parseNumber('--max-instructions', values['max-instructions'], 1, Number.MAX_SAFE_INTEGER) : undefined;
   const ck = values['checkpoint-interval'] !== undefined ? parseNumber('--checkpoint-interval', values['checkpoint-interval'], 1024, 1 << 30) : undefined;
-  const flat = values.flat !== undefined ? parseNumber('--flat', values.flat, 0, 0xffffffff) : undefined;
-  if (flat === undefined && (values.entry !== undefined || values['real-mode'])) throw new UsageError('--entry and --real-mode need --flat ADDR');
-  if (flat !== undefined && values.cmdline !== undefined) throw new UsageError('--cmdline is for Multiboot images, not with --flat');
-  if (mode === 'pv' && flat !== undefined) throw new UsageError('--mode pv needs a paravirtualized Multiboot kernel (its PV note), not a raw binary (--flat)');
-  const entry = values.entry !== undefined ? parseNumber('--entry', values.entry, 0, 0xffffffff) : undefined;
-  let workload: ExecWorkload | null = null;
-  let workloadInfo: { name: string; params: Record<string, string> } | null = null;
-  if (imagePath.startsWith(WORKLOAD_PREFIX)) {
-    if (flat !== undefined) throw new UsageError('--flat is for raw binaries, not workload:NAME');
-    workload = workloadForExec(imagePath, values.param ?? []);
-    workloadInfo = { name: imagePath.slice(WORKLOAD_PREFIX.length), params: parseParamList(values.param ?? []) };
-  } else if (values.param !== undefined) {
-    throw new UsageError('--param is for workload:NAME images');
-  }
+  const img = parseImageArgs(positionals[0]!, values);
+  const { imagePath, memoryMiB, workload } = img;
+  if (mode === 'pv' && img.flat !== undefined) throw new UsageError('--mode pv needs a paravirtualized Multiboot kernel (its PV note), not a raw binary (--flat)');
+  const workloadInfo = workload !== null ? { name: imagePath.slice(WORKLOAD_PREFIX.length), params: parseParamList(values.param ?? []) } : null;
   const profile = loadProfile(values.profile ?? (mode === 'pv' ? DEFAULT_VMM_PROFILE : DEFAULT_PROFILE));
   const bytes = workload ? workload.bytes : readImage(imagePath);
   const rec = recordTrace({
     image: { bytes, path: imagePath },
-    flat: flat !== undefined ? { loadAddress: flat, entry, mode: values['real-mode'] ? 'real' : 'protected32' } : undefined,
-    cmdline: values.cmdline ?? '',
+    flat: img.flat,
+    cmdline: img.cmdline,
     memoryMiB,
     devices: workload?.machine,
     workload: workloadInfo,
@@ -153,11 +134,3 @@ export function recordCommand(argv: string[], out: { stdout: (b: Uint8Array) => 
   return rec.run.status;
 }
 
-function readImage(path: string): Uint8Array {
-  try {
-    return readFileSync(path);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new ImageError(path, code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : `cannot read (${code ?? String(e)})`);
-  }
-}

@@ -3,12 +3,13 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { loadProfile, DEFAULT_PROFILE, DEFAULT_VMM_PROFILE } from '../profiles/index.js';
+import { DEFAULT_PROFILE, DEFAULT_VMM_PROFILE } from '../profiles/index.js';
 import { TraceFormatError } from '../trace/format.js';
 import { formatDivergence, replayTrace, TraceModeError } from '../trace/replayer.js';
 import { serializeRunRecord, writeFileAtomic } from '../trace/run-record.js';
 import { STATUS_ERROR } from '../trace/exit-status.js';
-import { createMonitor, HW_DEFAULTS, MONITOR_MODES, type MonitorMode } from '../vmm/index.js';
+import { MONITOR_MODES } from '../vmm/index.js';
+import { parseModeArgs } from './args.js';
 import { UsageError } from './errors.js';
 
 export const REPLAY_USAGE = `usage: virtlab replay FILE --mode MODE [options]
@@ -67,26 +68,13 @@ export function replayCommand(argv: string[], out: { stdout: (b: Uint8Array) => 
   if (values.help) { out.help(REPLAY_USAGE); return 0; }
   if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'replay: missing FILE (a trace)' : `replay: expected one trace, got ${positionals.length}`);
   if (values.mode === undefined) throw new UsageError(`replay: --mode is required (${MONITOR_MODES.join(', ')})`);
-  if (!(MONITOR_MODES as readonly string[]).includes(values.mode)) throw new UsageError(`--mode: unknown mode "${values.mode}" (known: ${MONITOR_MODES.join(', ')})`);
-  const mode = values.mode as MonitorMode;
-  if (mode !== 'hw' && (values.paging !== undefined || values.vpid !== undefined)) throw new UsageError(`${values.paging !== undefined ? '--paging' : '--vpid'} is only valid with --mode hw`);
-  const paging = values.paging ?? HW_DEFAULTS.paging;
-  if (paging !== 'nested' && paging !== 'shadow') throw new UsageError(`--paging: expected nested or shadow, got "${paging}"`);
-  const vpidText = values.vpid ?? (HW_DEFAULTS.vpid ? 'on' : 'off');
-  if (vpidText !== 'on' && vpidText !== 'off') throw new UsageError(`--vpid: expected on or off, got "${vpidText}"`);
-  const profile = loadProfile(values.profile ?? (mode === 'native' ? DEFAULT_PROFILE : DEFAULT_VMM_PROFILE));
-  try {
-    createMonitor(mode, { profile: profile.profile, paging, vpid: vpidText === 'on' });
-  } catch (e) {
-    if (e instanceof RangeError) throw new UsageError(e.message);
-    throw e;
-  }
+  const { mode, paging, vpid, profile } = parseModeArgs(values, null);
   const file = positionals[0]!;
   const bytes = readTraceFile(file);
   let run;
   try {
     run = replayTrace(bytes, {
-      mode, modeOptions: { paging, vpid: vpidText === 'on' }, profile, file,
+      mode, modeOptions: { paging, vpid }, profile, file,
       checkRam: !values['no-ram-check'],
       checkBranches: values['check-branches'] ?? false,
       onConsole: (chunk) => out.stdout(chunk),
