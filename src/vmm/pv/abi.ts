@@ -6,6 +6,7 @@
  * xen/include/public/xen.h, arch-x86_32.h (arch-x86/xen-x86_32.h), callback.h, sched.h,
  * vcpu.h, event_channel.h of Xen 3.x/4.x, as also carried by Linux in include/xen/interface/.
  */
+import { SHARED_INFO, VCPU_INFO, VCPU_INFO_SIZE, XEN_LEGACY_MAX_VCPUS } from './shared-info.js';
 
 /** Hypercall numbers (xen.h, `__HYPERVISOR_*`). */
 export const HYPERCALL = {
@@ -73,19 +74,21 @@ export const VIRQ_TIMER = 0, VIRQ_CONSOLE = 2;
 export const TRAP_INFO_SIZE = 8;
 export const TI_IF = 4;
 
-/**
- * shared_info (xen.h, x86_32): vcpu_info[32] (64 bytes each), then evtchn_pending[32] and
- * evtchn_mask[32] (32-bit words), wc_version/wc_sec/wc_nsec, arch.
- */
+/** shared_info and vcpu_info offsets, under the hypervisor's short names; the layout itself (with its citation) is in shared-info.ts. */
 export const SHINFO = {
-  VCPU_INFO_SIZE: 64,
-  MAX_VIRT_CPUS: 32,
-  EVTCHN_PENDING: 2048,
-  EVTCHN_MASK: 2176,
-  WC_VERSION: 2304,
+  VCPU_INFO_SIZE,
+  MAX_VIRT_CPUS: XEN_LEGACY_MAX_VCPUS,
+  EVTCHN_PENDING: SHARED_INFO.EVTCHN_PENDING,
+  EVTCHN_MASK: SHARED_INFO.EVTCHN_MASK,
+  WC_VERSION: SHARED_INFO.WC_VERSION,
 } as const;
-/** vcpu_info (xen.h, x86_32): evtchn_upcall_pending u8, evtchn_upcall_mask u8, evtchn_pending_sel ulong @4, arch.cr2 @8, time @32. */
-export const VCPU = { UPCALL_PENDING: 0, UPCALL_MASK: 1, PENDING_SEL: 4, CR2: 8, TIME: 32 } as const;
+export const VCPU = {
+  UPCALL_PENDING: VCPU_INFO.EVTCHN_UPCALL_PENDING,
+  UPCALL_MASK: VCPU_INFO.EVTCHN_UPCALL_MASK,
+  PENDING_SEL: VCPU_INFO.EVTCHN_PENDING_SEL,
+  CR2: VCPU_INFO.ARCH_CR2,
+  TIME: VCPU_INFO.TIME,
+} as const;
 
 /** start_info (xen.h, x86_32). */
 export const START_INFO = {
