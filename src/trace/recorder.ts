@@ -165,13 +165,11 @@ export function recordTrace(spec: RecordSpec): Recording {
     // link observers below see): record every send at its position. The upcall it may raise
     // follows from the guest's state (mask, pending bits), so it is not an input.
     counts.virq = 0;
-    const events0 = pvEvents(prepared.monitor);
-    const send = events0.sendVirq.bind(events0);
-    events0.sendVirq = (virq: number): boolean => {
+    pvTimer(prepared.monitor).virqHook = (virq: number): boolean => {
       events.push({ kind: Ev.Virq, pos: cpu.instructions, eip: cpu.eip >>> 0, idle: idle(), virq });
       counts.virq!++;
       buffered += 8;
-      return send(virq);
+      return false; // observed only: the hypervisor sends it
     };
   }
   const ack = cpu.intrAck;
@@ -286,15 +284,21 @@ export function recordTrace(spec: RecordSpec): Recording {
   return { bytes: w.finish(indexOffset), run };
 }
 
+/** What the trace needs of a pv monitor (`PvMonitor`'s public `virqHook` and event channels). */
+export interface PvTimerAccess {
+  virqHook: ((virq: number) => boolean) | null;
+  readonly drivers: { readonly events: { sendVirq(virq: number): boolean } };
+}
+
 /**
- * The pv monitor's event channels (`PvMonitor.drivers.events`, public): where the recorder
- * observes, and the replayer injects, the virtual IRQs the hypervisor's timer sends.
+ * The pv monitor's timer VIRQ hook (`PvMonitor.virqHook`, consulted where its timer sends
+ * VIRQ_TIMER) and event channels: where the recorder observes, and the replayer suppresses and
+ * re-sends, the virtual IRQs the hypervisor's timer sends.
  */
-export function pvEvents(monitor: unknown): { sendVirq(virq: number): boolean } {
-  const m = monitor as { mode?: string; drivers?: { events?: { sendVirq?: unknown } } };
-  const ev = m.drivers?.events;
-  if (m.mode !== 'pv' || ev === undefined || typeof ev.sendVirq !== 'function') throw new Error('trace: the pv monitor has no event channels to observe (drivers.events.sendVirq)');
-  return ev as { sendVirq(virq: number): boolean };
+export function pvTimer(monitor: unknown): PvTimerAccess {
+  const m = monitor as { mode?: string; virqHook?: unknown; drivers?: { events?: { sendVirq?: unknown } } };
+  if (m.mode !== 'pv' || m.virqHook === undefined || typeof m.drivers?.events?.sendVirq !== 'function') throw new Error('trace: the pv monitor has no timer VIRQ hook to observe (virqHook, drivers.events.sendVirq)');
+  return monitor as PvTimerAccess;
 }
 
 function sha256(b: Uint8Array): string { return createHash('sha256').update(b).digest('hex'); }

@@ -18,7 +18,7 @@ import type { LoadedProfile } from '../profiles/index.js';
 import type { MonitorMode } from '../vmm/index.js';
 import { installBranchLog } from './branch-log.js';
 import { readTrace, type Trace } from './reader.js';
-import { pvEvents } from './recorder.js';
+import { pvTimer } from './recorder.js';
 import { finishGuestRun, prepareGuest, type GuestRun, type GuestRunSpec, type ModeOptions } from './run-guest.js';
 import { captureState, Ev, guestControlRegisters, hex32, hexBytes, ramDigest, STATE_CR_FIRST, STATE_FIELDS, type TraceEvent } from './trace-data.js';
 
@@ -156,9 +156,10 @@ export function replayTrace(bytes: Uint8Array | Trace, options: ReplayOptions): 
   // recorded sends are made at their positions through the same event channels.)
   let sendVirq: ((virq: number) => boolean) | null = null;
   if (pv) {
-    const ev = pvEvents(monitor);
+    const m = pvTimer(monitor);
+    const ev = m.drivers.events;
     sendVirq = ev.sendVirq.bind(ev);
-    ev.sendVirq = (): boolean => false;
+    m.virqHook = (): boolean => true; // handled: dropped
   }
 
   // ---- port reads and RDTSC from the trace ----

@@ -13,7 +13,7 @@ import { EAX, EBX, ECX, EDX, ESI } from '../../src/machine/cpu/constants.js';
 import { EventKind } from '../../src/machine/cpu/interrupts.js';
 import { Machine } from '../../src/machine/machine.js';
 import { loadProfile } from '../../src/profiles/index.js';
-import { runGuest } from '../../src/trace/run-guest.js';
+import { prepareGuest, runGuest } from '../../src/trace/run-guest.js';
 import { createMonitor, monitorMemoryMiB } from '../../src/vmm/index.js';
 import { DOMID_SELF, HYPERCALL, MMUEXT, VCPU, VIRQ_TIMER } from '../../src/vmm/pv/abi.js';
 import { XEN_ERRNO, type Mfn, type Pfn } from '../../src/vmm/pv/domain-context.js';
@@ -278,5 +278,53 @@ describe('pv: event upcalls respect vcpu_info.evtchn_upcall_mask', () => {
     expect(monitor.stats()['upcalls']).toBe(before + 1);
     const frameEip = machine.mem.read32(monitor.guestPhys(cpu.r32[4]!, false));
     expect(frameEip >>> 0).toBe(eip >>> 0);
+  }, 60_000);
+});
+
+describe('pv: event-channel interrupts acknowledge no PIC', () => {
+  it('emulated port I/O does not grow with upcalls: only the boot-time UART/PIC setup and the workload\'s own `in`', () => {
+    // database: blkback completions (one upcall each); forkwait n=60: VIRQ_TIMER ticks; syscall: none.
+    const db = run('database', { txns: '10', dbsize: '16' }, 'pv').stats;
+    const fw = run('forkwait', { n: '60' }, 'pv').stats;
+    const sc = run('syscall', { n: '200' }, 'pv').stats;
+    expect(db['upcalls'] ?? 0).toBeGreaterThan(10);
+    expect(fw['upcalls'] ?? 0).toBeGreaterThan(0);
+    expect(fw['evtchn.hypervisorSends'] ?? 0).toBeGreaterThan(0);
+    const boot = sc['emulate:io'] ?? 0;
+    expect(boot).toBeGreaterThan(0);
+    expect(db['emulate:io']).toBe(boot);
+    expect(fw['emulate:io']).toBe(boot);
+    // The count is live: a workload that does port I/O itself gets one emulation per access.
+    const io = run('in', { n: '40' }, 'pv').stats;
+    expect(io['emulate:io']).toBe(boot + 40);
+  }, 120_000);
+});
+
+describe('pv: the timer VIRQ hook (virqHook)', () => {
+  const prepare = (): { monitor: PvMonitor; go: () => void } => {
+    const w = buildWorkload('forkwait', { n: '60' });
+    const spec = { image: { bytes: toMultibootElf(w.image), path: 'workload:forkwait' }, devices: w.machine, mode: 'pv' as const, profile, memoryMiB: 64 };
+    const p = prepareGuest(spec);
+    return { monitor: p.monitor as PvMonitor, go: () => { p.machine.run({ maxInstructions: w.maxInstructions }); } };
+  };
+
+  it('sees every VIRQ_TIMER the timer sends; false lets the hypervisor send it', () => {
+    const { monitor, go } = prepare();
+    const seen: number[] = [];
+    monitor.virqHook = (virq) => { seen.push(virq); return false; };
+    go();
+    expect(seen.length).toBeGreaterThan(0);
+    expect(seen.every((v) => v === VIRQ_TIMER)).toBe(true);
+    expect(monitor.stats()['evtchn.hypervisorSends']).toBe(seen.length);
+  }, 60_000);
+
+  it('true means handled: the hypervisor sends nothing', () => {
+    const { monitor, go } = prepare();
+    let calls = 0;
+    monitor.virqHook = () => { calls++; return true; };
+    go();
+    expect(calls).toBeGreaterThan(0);
+    expect(monitor.stats()['evtchn.hypervisorSends'] ?? 0).toBe(0);
+    expect(monitor.stats()['upcalls'] ?? 0).toBe(0);
   }, 60_000);
 });

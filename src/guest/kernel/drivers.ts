@@ -409,7 +409,8 @@ export function emitDrivers(k: Kx, sysFn: (nr: number, name: string, body: () =>
  * `xen_front_init` instead of probing the ATA disk and the e1000; each front end binds its
  * back end's channel and enters its port in `xen_evtchn_irq` (pv-xen.ts) with the IRQ its
  * emulated counterpart uses (14 disk, 11 net), so the upcall runs `blk_irq_fn` / `net_irq_fn`
- * through the kernel's `irq` path, as the device interrupt would. `xen_front_force` (data
+ * through the kernel's `irq` handler (entered at `irq_noeoi`: no PIC EOI), as the device
+ * interrupt would. `xen_front_force` (data
  * word) brings the front ends up without a Xen boot: a test hook (test/vmm/pv-frontend-harness.ts).
  * Hypercalls: `int 0x82`, EAX = number, arguments in EBX, ECX, EDX (issue 5, item 1).
  */

@@ -98,6 +98,12 @@ export class PvMonitor implements Monitor, PvDomainContext, PvFrameTypes {
   private oneShot = -1;
   private readonly counts = new Map<string, number>();
   private readonly batchSizes = new Map<string, number>();
+  /**
+   * Consulted where the hypervisor's timer sends VIRQ_TIMER (the trace recorder observes the
+   * sends, the replayer suppresses them and sends the recorded ones itself): returning true
+   * means the hook handled the VIRQ and the hypervisor does not send it.
+   */
+  virqHook: ((virq: number) => boolean) | null = null;
 
   constructor(profile?: Profile) {
     this.costs = profile ? pvCosts(profile) : pvCosts({ schema: 'virtlab.profile/1' } as Profile);
@@ -489,7 +495,7 @@ export class PvMonitor implements Monitor, PvDomainContext, PvFrameTypes {
     }
     if (this.oneShot >= 0 && clock.now >= this.oneShot) this.oneShot = -1;
     this.armTimer();
-    this.drivers.events.sendVirq(VIRQ_TIMER);
+    if (this.virqHook === null || !this.virqHook(VIRQ_TIMER)) this.drivers.events.sendVirq(VIRQ_TIMER);
   }
 
   private armTimer(): void {
