@@ -2,6 +2,13 @@
  * An experiment's results as arquero tables: one row per run membership, overheads relative
  * to `native` with the same inputs, per-category cycle breakdowns, exit-reason and hypercall
  * histograms (from the monitors' counters), and means with 95% confidence intervals over seeds.
+ *
+ * The primary metric is cycles after boot: the run's cycles minus those at the guest's first
+ * entry to user mode (`RunRecord.userStart`), where the workload (a user program started by
+ * init) begins. Boot is not what the workloads measure, and it is not comparable across modes:
+ * pv's domain builder builds the initial page tables uncharged (as Xen's dom0 builder does)
+ * that the native kernel builds itself. Whole-run figures are kept as `totalCycles`,
+ * `totalSlowdown` (docs/experiments.md, "Cycles after boot").
  */
 import { existsSync, readFileSync } from 'node:fs';
 import * as aq from 'arquero';
@@ -38,7 +45,14 @@ export interface ResultRow {
   profile: string; profileSha256: string;
   seed: number | null; sweep: string | null; sweepValue: number | null;
   status: string; error: string | null;
-  instructions: number | null; cycles: number | null; idleCycles: number | null;
+  instructions: number | null;
+  /** Cycles after boot (the primary metric): whole-run cycles − `bootCycles`; ok runs only. */
+  cycles: number | null;
+  /** Whole-run cycles, boot included (ok runs only). */
+  totalCycles: number | null;
+  /** Cycles and instructions at the guest's first entry to user mode (null: it never entered ring 3, and nothing is subtracted). */
+  bootCycles: number | null; bootInstructions: number | null;
+  idleCycles: number | null;
   benchOps: number | null; benchCycles: number | null; cyclesPerOp: number | null;
   checksum: string | null; consoleSha256: string | null; imageSha256: string | null;
   /** `replay` (the workload's recording: paired with native) or `direct` (trap, pv: its own run, same seed). */
@@ -57,6 +71,8 @@ export function resultRows(e: Experiment): ResultRow[] {
     const bench = r?.bench ?? [];
     const benchOps = bench.length ? bench.reduce((a, b) => a + b.ops, 0) : null;
     const benchCycles = bench.length ? bench.reduce((a, b) => a + b.cycles, 0) : null;
+    const ok = r?.status === 'ok' && rec !== null;
+    const boot = rec?.userStart ?? null;
     for (const m of u.memberships) {
       rows.push({
         id: u.id,
@@ -68,7 +84,10 @@ export function resultRows(e: Experiment): ResultRow[] {
         profile: m.profile, profileSha256: u.spec.profile.sha256,
         seed: m.seed, sweep: m.sweep, sweepValue: m.sweepValue,
         status: r ? r.status : 'missing', error: r?.error ?? null,
-        instructions: rec?.instructions ?? null, cycles: r?.status === 'ok' && rec ? rec.cycles : null, idleCycles: rec?.idleCycles ?? null,
+        instructions: rec?.instructions ?? null,
+        cycles: ok ? rec.cycles - (boot?.cycles ?? 0) : null, totalCycles: ok ? rec.cycles : null,
+        bootCycles: boot?.cycles ?? null, bootInstructions: boot?.instructions ?? null,
+        idleCycles: rec?.idleCycles ?? null,
         benchOps, benchCycles, cyclesPerOp: benchOps && benchCycles !== null ? benchCycles / benchOps : null,
         checksum: r?.checksum ?? null, consoleSha256: rec?.consoleSha256 ?? null, imageSha256: rec?.image.sha256 ?? null,
         input: r?.input ?? (u.spec.input?.kind ?? null), divergence: r?.divergence ?? null, traceSha256: r?.trace?.sha256 ?? null,
@@ -88,8 +107,9 @@ const KEY = ['workload', 'profile', 'profileSha256', 'seed', 'sweep', 'sweepValu
 
 /**
  * Adds the native baseline to each row: `nativeCycles`, `slowdown` = cycles / nativeCycles
- * (1 = as fast as native), `overheadPct`, `benchSlowdown` (the workload's own timed region),
- * and `checksumMatches` (the guest-visible result equals native's).
+ * (cycles after boot; 1 = as fast as native), `overheadPct`, `totalSlowdown` (whole runs, boot
+ * included: secondary), `benchSlowdown` (the workload's own timed region), and
+ * `checksumMatches` (the guest-visible result equals native's).
  */
 export function overheadTable(results: ColumnTable): ColumnTable {
   // A plain-JS join: arquero's join does not match null keys (seed and sweep are often null).
@@ -103,10 +123,12 @@ export function overheadTable(results: ColumnTable): ColumnTable {
     return {
       ...r,
       nativeCycles: n?.cycles ?? null,
+      nativeTotalCycles: n?.totalCycles ?? null,
       nativeBenchCycles: n?.benchCycles ?? null,
       nativeChecksum: n?.checksum ?? null,
       slowdown,
       overheadPct: slowdown !== null ? (slowdown - 1) * 100 : null,
+      totalSlowdown: r.totalCycles !== null && n?.totalCycles ? r.totalCycles / n.totalCycles : null,
       benchSlowdown: r.benchCycles !== null && n?.benchCycles ? r.benchCycles / n.benchCycles : null,
       checksumMatches: r.checksum !== null && n?.checksum != null ? r.checksum === n.checksum : null,
     };
@@ -124,8 +146,9 @@ export function ci95HalfWidth(sd: number, n: number): number {
 }
 
 /**
- * Mean slowdown over seeds per (workload, mode, profile, sweep point), with the sample
- * standard deviation, n and the 95% confidence interval (`lo`, `hi`).
+ * Mean slowdown (cycles after boot) over seeds per (workload, mode, profile, sweep point), with
+ * the sample standard deviation, n and the 95% confidence interval (`lo`, `hi`); the whole-run
+ * slowdown's mean as `totalSlowdown`.
  */
 export function summaryTable(overheads: ColumnTable): ColumnTable {
   return overheads
@@ -137,6 +160,9 @@ export function summaryTable(overheads: ColumnTable): ColumnTable {
       sd: op.stdev('slowdown'),
       cycles: op.mean('cycles'),
       nativeCycles: op.mean('nativeCycles'),
+      totalSlowdown: op.mean('totalSlowdown'),
+      totalCycles: op.mean('totalCycles'),
+      bootCycles: op.mean('bootCycles'),
       benchSlowdown: op.mean('benchSlowdown'),
       cyclesPerOp: op.mean('cyclesPerOp'),
       checksumMismatches: (d: { checksumMatches: boolean | null }) => op.sum(d.checksumMatches === false ? 1 : 0),
@@ -148,8 +174,10 @@ export function summaryTable(overheads: ColumnTable): ColumnTable {
 }
 
 /**
- * Where the cycles go: one row per (row of `results`, accounting category), with the cycles,
- * the count, and `normalized` = cycles / native total (so a mode's categories stack to its slowdown).
+ * Where the cycles after boot go: one row per (row of `results`, accounting category), with the
+ * category's cycles and count since the guest's first entry to user mode (the run's minus
+ * `userStart`'s), its `share` of the cycles after boot, `normalized` = cycles / native cycles
+ * after boot (so a mode's categories stack to its slowdown), and `totalCycles` (whole run).
  */
 export function breakdownTable(e: Experiment, overheads: ColumnTable): ColumnTable {
   const native = new Map<string, number>();
@@ -162,11 +190,14 @@ export function breakdownTable(e: Experiment, overheads: ColumnTable): ColumnTab
     if (!r || r.status !== 'ok' || !r.record) continue;
     for (const m of u.memberships) {
       const nat = native.get(`${u.id}|${m.workload}|${m.mode}|${m.profile}|${m.sweep}|${m.sweepValue}`) ?? null;
+      const boot = r.record.userStart?.categories ?? {};
+      const after = r.record.accounting.total - (r.record.userStart?.cycles ?? 0);
       for (const [category, c] of Object.entries(r.record.accounting.categories)) {
-        if (c.cycles === 0 && c.count === 0) continue;
+        const cycles = c.cycles - (boot[category]?.cycles ?? 0), count = c.count - (boot[category]?.count ?? 0);
+        if (cycles === 0 && count === 0) continue;
         rows.push({
           id: u.id, workload: m.workload, mode: m.mode, modeName: u.spec.mode, profile: m.profile, seed: m.seed, sweep: m.sweep, sweepValue: m.sweepValue,
-          category, cycles: c.cycles, count: c.count, share: c.cycles / r.record.accounting.total, normalized: nat ? c.cycles / nat : null,
+          category, cycles, count, share: after > 0 ? cycles / after : null, normalized: nat ? cycles / nat : null, totalCycles: c.cycles,
         });
       }
     }

@@ -6,14 +6,15 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { MUTANT_NAMES, checkMutant } from '../vmm/mutants.js';
 import { runMutants, type MutantResult } from '../verify/mutation.js';
-import { checkProperty, difference, PROPERTY_NAMES, runProperty, type PropertyReport } from '../verify/properties.js';
+import { checkProperty, difference, PROPERTY_NAMES, runProperty, type PropertyReport, type PvProgram } from '../verify/properties.js';
+import { runPvActions } from '../verify/pv-isolation.js';
 import { listing, type GuestProgram } from '../verify/guest-program.js';
 import { CONFIGS, runProgram } from '../verify/run.js';
 import { UsageError } from './errors.js';
-import { mutantReportHtml } from '../verify/report.js';
+import { mutantReportHtml, writeMutantReport } from '../verify/report.js';
 
 export const VERIFY_USAGE = `usage: virtlab verify --property NAME [--runs N] [--seed S] [--config C,...] [--mutant M] [--exclude OP,...] [--save FILE] [--json FILE]
-       virtlab verify --mutants [--only M,...] [--seeds N] [--runs N] [--json FILE] [--html FILE]
+       virtlab verify --mutants [--only M,...] [--seeds N] [--runs N] [--json FILE] [--html FILE] [-o DIR]
        virtlab verify --replay FILE [--config C,...]
        virtlab verify --list
 
@@ -21,8 +22,12 @@ properties: ${PROPERTY_NAMES.join(', ')}
 configurations: ${CONFIGS.join(', ')}
 mutants: ${MUTANT_NAMES.join(', ')}
 A counterexample is saved (--save) as the guest program's JSON; --replay runs it natively
-and under each configuration and prints the differences. Exit status 0 when the property
+and under each configuration and prints the differences (a pv-isolation counterexample,
+{ "pv": [actions] }, is replayed on a freshly booted pv domain, hypercall by hypercall).
+Exit status 0 when the property
 holds (trap-not-equivalent: when its counterexamples are found), 1 otherwise, 2 for bad input.
+--mutants -o DIR writes the mutant report beside the experiment reports (e.g. -o reports/verify):
+DIR/index.html, DIR/mutants.json, DIR/charts/time-to-failure.{vl.json,svg,png}.
 `;
 
 function int(flag: string, text: string | undefined, dflt: number, min: number, max: number): number {
@@ -63,7 +68,7 @@ export function verifyCommand(argv: string[], io: { stdout: (s: string) => void;
       args: argv, allowPositionals: false, options: {
         property: { type: 'string' }, runs: { type: 'string' }, seed: { type: 'string' }, config: { type: 'string' },
         mutant: { type: 'string' }, exclude: { type: 'string' }, mutants: { type: 'boolean' }, only: { type: 'string' }, seeds: { type: 'string' },
-        json: { type: 'string' }, html: { type: 'string' }, save: { type: 'string' }, replay: { type: 'string' }, list: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+        json: { type: 'string' }, html: { type: 'string' }, out: { type: 'string', short: 'o' }, save: { type: 'string' }, replay: { type: 'string' }, list: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       },
     });
   } catch (e) {
@@ -77,6 +82,15 @@ export function verifyCommand(argv: string[], io: { stdout: (s: string) => void;
   if (v.replay !== undefined) {
     let p: GuestProgram;
     try { p = JSON.parse(readFileSync(v.replay, 'utf8')) as GuestProgram; } catch (e) { throw new UsageError(`verify --replay ${v.replay}: ${(e as Error).message.split('\n')[0]}`); }
+    const pv = (p as unknown as PvProgram).pv;
+    if (pv !== undefined) {
+      // A pv-isolation counterexample: the action sequence, run on a freshly booted pv domain.
+      if (!Array.isArray(pv)) throw new UsageError(`verify --replay ${v.replay}: expected "pv" to be an array of actions`);
+      const r = runPvActions(pv);
+      for (const l of r.log) io.stdout(`  ${l}\n`);
+      io.stdout(`pv: ${r.violation ?? 'all invariants hold'}\n`);
+      return r.violation === null ? 0 : 1;
+    }
     if (!Array.isArray(p.items) || !Array.isArray(p.regs) || typeof p.paging !== 'boolean') throw new UsageError(`verify --replay ${v.replay}: expected a guest program (JSON with regs, items, paging)`);
     for (const l of listing(p.items)) io.stdout(`  ${l}\n`);
     const ref = runProgram(p, 'native');
@@ -98,6 +112,11 @@ export function verifyCommand(argv: string[], io: { stdout: (s: string) => void;
     const meta = { seeds: int('--seeds', v.seeds, 3, 1, 100), runs: runs ?? 60 };
     if (v.json !== undefined) writeFileSync(v.json, JSON.stringify({ schema: 'virtlab.mutants/1', ...meta, results }, null, 2) + '\n');
     if (v.html !== undefined) writeFileSync(v.html, mutantReportHtml(results, meta));
+    if (v.out !== undefined) {
+      const w = writeMutantReport(v.out, results, meta);
+      io.stdout(`report: ${v.out}/index.html (${w.files.join(', ')})\n`);
+      if (w.renderError !== null) io.stderr(`verify -o ${v.out}: the chart was not rendered to SVG/PNG (${w.renderError}); index.html draws it in the browser\n`);
+    }
     return caught === results.length ? 0 : 1;
   }
   if (v.property === undefined) throw new UsageError('verify: give --property NAME, --mutants, --replay FILE or --list (see virtlab verify --help)');

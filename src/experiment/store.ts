@@ -163,6 +163,9 @@ export function readResult(dir: string, unit: RunUnit): UnitResult | null {
     if (canonicalJson(specIdentity(r.spec)) !== canonicalJson(specIdentity(unit.spec))) return null;
     if (r.status !== 'ok' && r.status !== 'failed') return null;
     if (r.status === 'ok' && (r.record === null || typeof r.record.cycles !== 'number' || !Array.isArray(r.timeline))) return null;
+    // Results of a virtlab before the boot snapshot lack `userStart` (the reports measure cycles
+    // after boot): such a run is not counted, so --resume runs it again.
+    if (r.status === 'ok' && r.record !== null && r.record.userStart === undefined) return null;
     // A replay counts only with the trace it replayed: a re-recorded trace with other bytes voids it.
     const tf = traceFileFor(dir, unit.spec);
     if (r.status === 'ok' && tf !== null && (r.trace == null || traceFileSha(tf) !== r.trace.sha256)) return null;

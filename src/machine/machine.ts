@@ -3,7 +3,7 @@ import { loadFlat, type FlatLoad } from '../guest/flat.js';
 import { loadMultiboot, type MultibootLoad } from '../guest/multiboot.js';
 import type { Profile } from '../profiles/schema.js';
 import { toCostTable } from '../profiles/index.js';
-import { accountCycles, type CycleAccounting } from './accounting.js';
+import { accountCycles, type CategoryTotal, type CycleAccounting } from './accounting.js';
 import { Clock } from './clock.js';
 import { Cpu, CS, EAX, EBX } from './cpu/cpu.js';
 import { attachBlockDevice, type AtaController, type AtaCounters, type BlockDeviceOptions } from './devices/block-device.js';
@@ -66,6 +66,19 @@ export type ExitInfo =
   | { readonly reason: 'unsupported'; readonly address: number; readonly bytes: string; readonly disassembly: string; readonly detail: string }
   | { readonly reason: 'instruction-limit'; readonly detail: string };
 
+/**
+ * The machine's counters at the guest's first entry to user mode (the first time CS is
+ * loaded with CPL 3): where boot ends and the workloads (user programs) begin. Taken when the
+ * entering instruction (IRET, far RET, SYSEXIT, a monitor's IRET hypercall) loads CS, before it
+ * retires: `instructions` counts the instructions retired before it.
+ */
+export interface UserStart {
+  readonly instructions: number;
+  readonly cycles: number;
+  /** `accountCycles` at that moment (a copy): the categories sum to `cycles`. */
+  readonly categories: Readonly<Record<string, CategoryTotal>>;
+}
+
 /** What a run did: everything here is a deterministic function of image, profile and options. */
 export interface RunOutcome {
   readonly exit: ExitInfo;
@@ -75,6 +88,8 @@ export interface RunOutcome {
   readonly idleCycles: number;
   /** `cycles` split into categories that sum to it. */
   readonly accounting: CycleAccounting;
+  /** The counters at the guest's first entry to ring 3; null if it never got there. */
+  readonly userStart: UserStart | null;
   readonly tlb: {
     readonly itlb: TlbCounters;
     readonly dtlb: TlbCounters;
@@ -142,6 +157,8 @@ export class Machine {
   readonly disk: AtaController | null;
   /** The emulated NIC, when the options ask for one. */
   readonly nic: E1000 | null;
+  /** The snapshot at the guest's first entry to user mode, once it has happened. */
+  userStart: UserStart | null = null;
 
   constructor(options: MachineOptions) {
     const mib = options.memoryMiB ?? 64;
@@ -168,6 +185,12 @@ export class Machine {
     this.disk = options.disk ? attachBlockDevice(this, options.disk) : null;
     this.nic = options.nic ? attachNic(this, options.nic) : null;
     this.installHaltWatchdog();
+    cpu.onFirstUserEntry = () => {
+      const a = accountCycles(cpu);
+      const categories: Record<string, CategoryTotal> = {};
+      for (const [k, c] of Object.entries(a.categories)) categories[k] = { cycles: c.cycles, count: c.count };
+      this.userStart = { instructions: cpu.instructions, cycles: cpu.cycles, categories };
+    };
     if (options.jit === false) cpu.jitEnabled = false;
   }
 
@@ -249,6 +272,7 @@ export class Machine {
       cycles: cpu.cycles,
       idleCycles: cpu.idleCycles,
       accounting: accountCycles(cpu),
+      userStart: this.userStart,
       tlb: {
         itlb: { ...cpu.itlb.counters },
         dtlb: { ...cpu.dtlb.counters },

@@ -16,6 +16,12 @@ export interface RunRecord {
   readonly cycles: number;
   readonly idleCycles: number;
   readonly accounting: RunOutcome['accounting'];
+  /**
+   * The counters at the guest's first entry to user mode (boot ends there: the workloads run
+   * as user programs), `{instructions, cycles, categories}`; null if the guest never entered
+   * ring 3. The experiment reports measure "cycles after boot" from it.
+   */
+  readonly userStart: RunOutcome['userStart'];
   readonly tlb: RunOutcome['tlb'];
   readonly exit: Readonly<Record<string, string | number>>;
   /** The process exit status `virtlab exec` returned. */
@@ -60,6 +66,7 @@ export function buildRunRecord(args: {
     cycles: o.cycles,
     idleCycles: o.idleCycles,
     accounting: { total: o.accounting.total, categories: { ...o.accounting.categories } },
+    userStart: o.userStart === null ? null : { instructions: o.userStart.instructions, cycles: o.userStart.cycles, categories: { ...o.userStart.categories } },
     tlb: {
       itlb: { ...o.tlb.itlb },
       dtlb: { ...o.tlb.dtlb },

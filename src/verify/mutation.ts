@@ -9,10 +9,11 @@ import { runProperty, type PropertyReport } from './properties.js';
 import type { Config } from './run.js';
 
 /** Which properties (and configurations) are run against a mutant living in `modes`, in order. */
-export function planFor(m: MutantInfo): { property: string; configs: Config[] }[] {
-  const plan: { property: string; configs: Config[] }[] = [];
+export function planFor(m: MutantInfo): { property: string; configs: Config[]; exclude?: string[] }[] {
+  const plan: { property: string; configs: Config[]; exclude?: string[] }[] = [];
   const modes = m.modes;
   if (modes.includes('multi-vm')) return [{ property: 'noninterference', configs: ['native'] }];
+  if (modes.includes('pv')) return [{ property: 'pv-isolation', configs: ['pv'] }];
   // A structural check first (fast), then the guest-visible comparison.
   const mapped = modes.filter((c) => c === 'trap' || c === 'full' || c === 'hw-nested' || c === 'hw-shadow');
   // (Only for mutants of the memory virtualization: shadow paging, which hw-shadow shares, or the EPT.)
@@ -60,7 +61,7 @@ export function runMutants(o: MutationOptions = {}): MutantResult[] {
     for (let seed = 1; seed <= seeds; seed++) {
       let spentRuns = 0, spentSec = 0;
       for (const step of planFor(m)) {
-        const r = runProperty(step.property, { runs, seed, configs: step.configs, mutant: m.name, shrink: o.shrink });
+        const r = runProperty(step.property, { runs, seed, configs: step.configs, mutant: m.name, shrink: o.shrink, exclude: step.exclude });
         if (r.firstFailure !== null) {
           caughtSeeds++;
           sumRuns += spentRuns + r.firstFailure.run;

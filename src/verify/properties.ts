@@ -15,6 +15,7 @@ import {
   type GuestProgram, type Item,
 } from './guest-program.js';
 import { checkNothingAboveRam, mappingCheck } from './invariants.js';
+import { actionText, pvActions, runPvActions, type PvAction } from './pv-isolation.js';
 import { CONFIGS, prepare, runProgram, UNSUPPORTED_CONFIGS, verifyProfile, type Config, type VerifyRun } from './run.js';
 
 /** How a property is run. */
@@ -31,9 +32,13 @@ export interface PropertyOptions {
   readonly shrink?: boolean;
 }
 
+/** A pv-isolation counterexample: the sequence of kernel-level actions (src/verify/pv-isolation.ts). */
+export interface PvProgram { readonly pv: readonly PvAction[] }
+
 /** A counterexample: the shrunk program, its disassembly, what went wrong. */
 export interface Counterexample {
-  readonly program: GuestProgram;
+  /** The guest program; for pv-isolation, the action sequence (`{ pv: [...] }`). */
+  readonly program: GuestProgram | PvProgram;
   readonly listing: readonly string[];
   readonly message: string;
   /** Multi-VM properties: the other VM's two programs and the policy. */
@@ -380,8 +385,64 @@ const noninterference: PropertyInfo = {
   },
 };
 
+/** pv-isolation's check of one sequence: the violation, or null (a hypervisor exception is one). */
+export function pvIsolationCheck(actions: readonly PvAction[]): string | null {
+  try {
+    return runPvActions(actions).violation;
+  } catch (e) {
+    return `the hypervisor threw: ${(e as Error).message.split('\n')[0]}`;
+  }
+}
+
+const pvIsolation: PropertyInfo = {
+  name: 'pv-isolation',
+  description: "on a booted pv domain, random and hostile hypercall sequences (mmu_update with any frame and flags, mmuext_op, update_va_mapping, multicall, grant_table_op, event_channel_op, back-end grant mappings) leave the frame accounting consistent (audit), no page-table entry mapping a frame the domain does not own, no writable mapping of a page table, the hypervisor's memory unchanged, and every refusal a Xen errno counted as attack.*",
+  configs: ['pv'],
+  defaultRuns: 25,
+  run(o) {
+    const s0 = search(pvActions(12), (x) => pvIsolationCheck(x), o.runs ?? 25, o.seed ?? 1);
+    let s = s0;
+    if (s0.counterexample !== null && shrinking) {
+      // Greedy one-action removal after fast-check's shrinking, as for guest programs.
+      const mut = analysedMutant;
+      const check = (x: PvAction[]): string | null => {
+        const m = pvIsolationCheck(x);
+        return m !== null && (mut === null || withMutant(null, () => pvIsolationCheck(x)) === null) ? m : null;
+      };
+      let cur = s0.counterexample;
+      for (let changed = true; changed;) {
+        changed = false;
+        for (let i = cur.length - 1; i >= 0 && cur.length > 1; i--) {
+          const cand = cur.filter((_, j) => j !== i);
+          if (check(cand) !== null) { cur = cand; changed = true; }
+        }
+        // A multicall of one entry: the entry as a plain hypercall, if that still fails.
+        for (let i = 0; i < cur.length; i++) {
+          const a = cur[i]!;
+          if (a.op !== 'multicall') continue;
+          for (let j = 0; j < a.calls.length; j++) {
+            // Entry j alone as a plain hypercall; else the multicall without entry j.
+            const alone = cur.map((x, k) => (k !== i ? x : a.calls[j]!));
+            if (check(alone) !== null) { cur = alone; changed = true; break; }
+            const calls = a.calls.filter((_, k) => k !== j);
+            const cand = cur.map((x, k) => (k !== i ? x : { ...a, calls }));
+            if (calls.length > 0 && check(cand) !== null) { cur = cand; changed = true; break; }
+          }
+        }
+      }
+      s = { ...s0, counterexample: cur, message: check(cur) ?? s0.message };
+    }
+    const cx = s.counterexample;
+    return {
+      property: 'pv-isolation', ok: !s.failed, runs: s.runs, seed: o.seed ?? 1, seconds: s.seconds, configs: ['pv'], firstFailure: s.firstFailure,
+      counterexample: cx === null ? null : { program: { pv: cx }, listing: cx.map(actionText), message: s.message ?? '' },
+      findings: [], notes: [],
+    };
+  },
+};
+
 /** The catalogue of properties. */
-export const PROPERTIES: readonly PropertyInfo[] = [equivalence, trapNotEquivalent, resourceControl, accounting, determinism, noninterference];
+export const PROPERTIES: readonly PropertyInfo[] = [equivalence, trapNotEquivalent, resourceControl, accounting, determinism, noninterference, pvIsolation];
 export const PROPERTY_NAMES: readonly string[] = PROPERTIES.map((p) => p.name);
 
 /** The property called `name`; a one-line error listing the known names otherwise. */

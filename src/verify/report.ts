@@ -1,10 +1,16 @@
 /**
- * The mutant table as a self-contained HTML report (`virtlab verify --mutants --html FILE`):
- * a table (mutant, caught, property, runs and seconds to the first counterexample, shrunk
- * counterexample) and a Vega-Lite chart of the mean time to failure per mutant, rendered in
- * the browser by the inlined vega/vega-lite/vega-embed builds (offline, as the experiment
- * reports are).
+ * The mutant table as a self-contained HTML report (`virtlab verify --mutants --html FILE`,
+ * or `-o DIR` for DIR/index.html beside the chart files): a table (mutant, caught, property,
+ * runs and seconds to the first counterexample, shrunk counterexample) and a Vega-Lite chart
+ * of the mean time to failure per mutant. With `-o` the chart is rendered to SVG and PNG by
+ * the experiment reports' renderer (src/analysis/render.ts) and the SVG is inlined; the HTML
+ * also carries the spec and the inlined vega/vega-lite/vega-embed builds (offline, as the
+ * experiment reports are), which draw it when no rendering is inlined.
  */
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { TopLevelSpec } from 'vega-lite';
 import { browserBuilds } from '../analysis/render.js';
 import type { MutantResult } from './mutation.js';
@@ -16,11 +22,13 @@ export function timeToFailureChart(results: readonly MutantResult[]): TopLevelSp
     title: 'Mean time to the first counterexample per mutant',
     width: 520,
     data: { values: results.map((r) => ({ mutant: r.mutant, seconds: r.meanSeconds ?? null, runs: r.meanRuns ?? null, caught: r.caught ? `caught ${r.caughtSeeds}/${r.seeds}` : 'not caught', property: r.property ?? '' })) },
+    // Seconds below 10 ms are drawn at 10 ms; a log-scale bar needs an explicit base (x2).
+    transform: [{ calculate: 'datum.seconds === null ? null : max(datum.seconds, 0.01)', as: 'shown' }],
     mark: { type: 'bar', tooltip: true },
     encoding: {
       y: { field: 'mutant', type: 'nominal', sort: null, title: null },
-      // Seconds below 10 ms are shown at 10 ms (log scale).
-      x: { field: 'seconds', type: 'quantitative', scale: { type: 'log', domainMin: 0.01 }, title: 'seconds (mean over the seeds that caught it, log)' },
+      x: { field: 'shown', type: 'quantitative', scale: { type: 'log', domainMin: 0.01 }, title: 'seconds (mean over the seeds that caught it, log)' },
+      x2: { datum: 0.01 },
       color: { field: 'caught', type: 'nominal', title: null },
       tooltip: [{ field: 'mutant' }, { field: 'seconds', format: '.3f' }, { field: 'runs', format: '.1f' }, { field: 'property' }],
     },
@@ -30,7 +38,7 @@ export function timeToFailureChart(results: readonly MutantResult[]): TopLevelSp
 const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
 /** The HTML report (deterministic for the same results). */
-export function mutantReportHtml(results: readonly MutantResult[], meta: { seeds: number; runs: number }): string {
+export function mutantReportHtml(results: readonly MutantResult[], meta: { seeds: number; runs: number }, svg: string | null = null): string {
   const b = browserBuilds();
   const rows = results.map((r) => `<tr><td>${esc(r.mutant)}</td><td>${esc(r.description)}</td><td>${r.caught ? `yes (${r.caughtSeeds}/${r.seeds})` : '<b>no</b>'}</td>`
     + `<td>${esc(r.property ?? '')}</td><td>${r.meanRuns?.toFixed(1) ?? ''}</td><td>${r.meanSeconds?.toFixed(3) ?? ''}</td>`
@@ -44,10 +52,41 @@ export function mutantReportHtml(results: readonly MutantResult[], meta: { seeds
 </head><body>
 <h1>Mutation analysis of the verifier</h1>
 <p>${caught} of ${results.length} mutants caught; ${meta.seeds} seed(s), at most ${meta.runs} generated guests per property per seed (docs/verification.md).</p>
-<div id="chart"></div>
-<script>vegaEmbed('#chart', ${spec}, { actions: false });</script>
+<div id="chart">${svg ?? ''}</div>
+${svg === null ? `<script>vegaEmbed('#chart', ${spec}, { actions: false, renderer: 'svg' });</script>` : '<p>Chart: <a href="charts/time-to-failure.svg">SVG</a>, <a href="charts/time-to-failure.png">PNG</a>, <a href="charts/time-to-failure.vl.json">Vega-Lite spec</a>; data: <a href="mutants.json">mutants.json</a>.</p>'}
 <table><tr><th>mutant</th><th>bug</th><th>caught</th><th>by</th><th>mean runs</th><th>mean s</th><th>shrunk counterexample</th></tr>
 ${rows}
 </table></body></html>
 `;
+}
+
+/**
+ * Writes the mutant report into `dir` (e.g. reports/verify): index.html, mutants.json and
+ * charts/time-to-failure.{vl.json,svg,png}. The chart is rendered in a child process (see
+ * render-chart.ts); if that fails the HTML falls back to drawing it in the browser, and the
+ * error is returned. Returns the files written.
+ */
+export function writeMutantReport(dir: string, results: readonly MutantResult[], meta: { seeds: number; runs: number }): { files: string[]; renderError: string | null } {
+  mkdirSync(join(dir, 'charts'), { recursive: true });
+  const files: string[] = [];
+  const put = (name: string, text: string): void => { writeFileSync(join(dir, name), text); files.push(name); };
+  put('mutants.json', JSON.stringify({ schema: 'virtlab.mutants/1', ...meta, results }, null, 2) + '\n');
+  const specFile = join(dir, 'charts/time-to-failure.vl.json');
+  put('charts/time-to-failure.vl.json', JSON.stringify(timeToFailureChart(results), null, 1) + '\n');
+  // The renderer next to this module (.ts when run from source through the ts loader, .js when built).
+  const self = fileURLToPath(import.meta.url);
+  const script = self.replace(/report\.(ts|js)$/, 'render-chart.$1');
+  // From source, the child needs the TypeScript loader (present in execArgv under
+  // `node --import ./scripts/ts-register.mjs`, absent under vitest).
+  const root = join(dirname(self), '..', '..');
+  const loader = script.endsWith('.ts') && !process.execArgv.some((a) => a.includes('ts-register') || a.includes('ts-node'))
+    ? ['--import', pathToFileURL(join(root, 'scripts/ts-register.mjs')).href] : [];
+  const r = spawnSync(process.execPath, [...process.execArgv, ...loader, script, resolve(specFile), resolve(dir, 'charts/time-to-failure')], { encoding: 'utf8', cwd: loader.length > 0 ? root : process.cwd() });
+  let svg: string | null = null, renderError: string | null = null;
+  if (r.status === 0) {
+    svg = readFileSync(join(dir, 'charts/time-to-failure.svg'), 'utf8');
+    files.push('charts/time-to-failure.svg', 'charts/time-to-failure.png');
+  } else renderError = (r.stderr || r.error?.message || `exit ${r.status}`).trim().split('\n')[0]!;
+  put('index.html', mutantReportHtml(results, meta, svg));
+  return { files, renderError };
 }

@@ -4,7 +4,8 @@
  *
  * A mutant is active while its name is in `ACTIVE_MUTANTS`. The monitors read the set only
  * at attach time or on paths that are already slow (a hidden page fault, a CR3 load, a
- * translated sensitive instruction): never a per-instruction test on the native hot path.
+ * translated sensitive instruction, a pv hypercall): never a per-instruction test on the
+ * native hot path.
  * Nothing enables a mutant except the verifier (`withMutant`), so a normal run pays one
  * `Set.has` on those slow paths and behaves exactly as before.
  */
@@ -51,6 +52,18 @@ export const MUTANTS: readonly MutantInfo[] = [
     description: "an exception reflected to the guest kernel pushes the real EFLAGS (IF 1, IOPL 0) instead of the virtual IF/IOPL" },
   { name: 'world-switch-no-flush', modes: ['multi-vm'], where: 'multi-vm.ts: switchTo',
     description: "an untagged TLB is not flushed at a world switch (VM A keeps VM B's translations)" },
+  { name: 'pv-foreign-frame', modes: ['pv'], where: 'pv/mm.ts: getEntry',
+    description: "mmu_update skips the ownership check of an L1 entry: a read-only mapping of a frame the domain does not own (hypervisor memory) is accepted" },
+  { name: 'pv-writable-pagetable', modes: ['pv'], where: 'pv/mm.ts: getType',
+    description: 'a writable reference to a frame typed as a page table is granted (the type conflict is ignored): a page table can be mapped writable' },
+  { name: 'pv-unpin-keeps-type', modes: ['pv'], where: 'pv/mm.ts: unpin',
+    description: "MMUEXT_UNPIN_TABLE clears the pin but does not drop the pin's type reference (the table stays typed forever; counts disagree with the references)" },
+  { name: 'pv-grant-any-domid', modes: ['pv'], where: 'pv/grant-table.ts: mapGrant',
+    description: "map_grant_ref skips the entry's domid check: a back end maps a grant the guest gave to another domain" },
+  { name: 'pv-grant-typed-frame', modes: ['pv'], where: 'pv/grant-table.ts: mapGrant',
+    description: 'a writable grant mapping skips the frame-type check: a back end maps a page-table frame writable' },
+  { name: 'pv-evtchn-send-unbound', modes: ['pv'], where: 'pv/event-channel.ts: send',
+    description: 'EVTCHNOP_send on an unbound port sets that port pending (an event delivered on a channel nobody bound)' },
 ];
 
 /** Names of the catalogue. */

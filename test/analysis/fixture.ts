@@ -12,6 +12,8 @@ export interface FakeRun {
   categories?: Record<string, number>; monitor?: Record<string, number>; checksum?: string;
   sweep?: { name: string; value: number };
   status?: 'ok' | 'failed';
+  /** The snapshot at the first entry to user mode: cycles and categories (default: none, null). */
+  boot?: { cycles: number; categories: Record<string, number> };
 }
 
 function record(r: FakeRun): RunRecord {
@@ -21,6 +23,7 @@ function record(r: FakeRun): RunRecord {
     mode: r.mode as RunRecord['mode'], profile: { name: 'p4-2005', sha256: 'cd'.repeat(32) }, machine: { memoryMiB: 64, cpuHz: 1e9 },
     limits: { maxInstructions: 1e9 }, instructions: 1000, cycles: r.cycles, idleCycles: 0,
     accounting: { total: r.cycles, categories: Object.fromEntries(Object.entries(cats).map(([k, v]) => [k, { cycles: v, count: 1 }])) },
+    userStart: r.boot ? { instructions: 100, cycles: r.boot.cycles, categories: Object.fromEntries(Object.entries(r.boot.categories).map(([k, v]) => [k, { cycles: v, count: 0 }])) } : null,
     tlb: { itlb: { hits: 0, misses: 0, flushes: 0, invalidations: 0, evictions: 0 }, dtlb: { hits: 0, misses: 0, flushes: 0, invalidations: 0, evictions: 0 }, walkReferences: 0, accessedDirtyUpdates: 0 },
     exit: { reason: 'exit-device', code: 1 }, exitStatus: 1, consoleBytes: 10, consoleSha256: 'ef'.repeat(32),
     events: {}, devices: {}, monitor: r.monitor ?? {},

@@ -23,7 +23,7 @@ describe('mutants', () => {
     expect(equivalenceCheck(p, ['full'])).toBeNull();
   });
 
-  it('every mutant is caught, with a counterexample', { timeout: 120_000 }, () => {
+  it('every mutant is caught, with a counterexample', { timeout: 180_000 }, () => {
     // Unshrunk here, for time (shrinking is what `virtlab verify --mutants` adds).
     const results = runMutants({ seeds: 1, runs: 150, shrink: false });
     const missed = results.filter((r) => !r.caught).map((r) => r.mutant);
@@ -48,5 +48,28 @@ describe('mutant report', () => {
     expect(html).toContain('1 of 2 mutants caught');
     expect(html).toContain('100000: smsw eax');
     expect(html).toContain('<b>no</b>');
+  });
+
+  it('writes DIR/index.html with the chart rendered to SVG and PNG by the experiment reports\' renderer', { timeout: 60_000 }, async () => {
+    const { writeMutantReport } = await import('../../src/verify/report.js');
+    const { mkdtempSync, readFileSync, existsSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = mkdtempSync(join(tmpdir(), 'virtlab-mutants-'));
+    const results = [
+      { mutant: 'pv-unpin-keeps-type', description: 'x', caught: true, seeds: 1, caughtSeeds: 1, meanRuns: 3, meanSeconds: 0.2, property: 'pv-isolation (pv)', counterexample: { program: { pv: [] }, listing: ['mmuext_op(unpin l2)'], message: 'audit: …' } },
+      { mutant: 'bt-smsw', description: 'y', caught: true, seeds: 1, caughtSeeds: 1, meanRuns: 7, meanSeconds: 0.004, property: 'equivalence (full)', counterexample: null },
+    ];
+    const w = writeMutantReport(dir, results, { seeds: 1, runs: 60 });
+    expect(w.renderError).toBeNull();
+    const svg = readFileSync(join(dir, 'charts/time-to-failure.svg'), 'utf8');
+    // One bar per caught mutant (vega draws bars as paths with an aria label naming the mutant).
+    expect(svg).toContain('pv-unpin-keeps-type');
+    expect(svg).toContain('bt-smsw');
+    expect(readFileSync(join(dir, 'charts/time-to-failure.png')).subarray(1, 4).toString()).toBe('PNG');
+    const html = readFileSync(join(dir, 'index.html'), 'utf8');
+    expect(html).toContain('<svg');
+    expect(html).toContain('mmuext_op(unpin l2)');
+    expect(existsSync(join(dir, 'mutants.json'))).toBe(true);
   });
 });

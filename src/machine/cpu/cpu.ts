@@ -65,6 +65,13 @@ export class Cpu {
   readonly segRW = new Uint8Array(6);
 
   cpl = 0;
+  /**
+   * Called once, the first time CS is loaded with CPL 3 (the guest's first entry to user
+   * mode), then cleared. Every CPL change loads CS through `setSegmentCache` (far transfers,
+   * IRET, SYSEXIT, a monitor's own ring switch), so the check lives there, off the hot path.
+   * `Machine` uses it for `RunOutcome.userStart`.
+   */
+  onFirstUserEntry: (() => void) | null = null;
   /** CS.D: default operand and address size are 32-bit. */
   cs32 = false;
   /** SS.B: the stack pointer is ESP (else SP). */
@@ -223,6 +230,11 @@ export class Cpu {
     if (seg === CS) {
       this.cs32 = big;
       this.fetchLen = 0;
+      if (this.cpl === 3 && this.onFirstUserEntry !== null) {
+        const f = this.onFirstUserEntry;
+        this.onFirstUserEntry = null;
+        f();
+      }
     } else if (seg === SS) {
       this.ss32 = big;
     }

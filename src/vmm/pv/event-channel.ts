@@ -14,6 +14,7 @@
  */
 import { XEN_ERRNO, type DomId, type PvDomainContext } from './domain-context.js';
 import { NR_EVENT_CHANNELS, SHARED_INFO, VCPU_INFO } from './shared-info.js';
+import { mutant } from '../mutants.js';
 
 /** Hypercall number of event_channel_op (xen/include/public/xen.h: __HYPERVISOR_event_channel_op). */
 export const HYPERVISOR_event_channel_op = 32;
@@ -310,6 +311,7 @@ export class EventChannels {
         this.setPending(port);
         return 0;
       case Ecs.Unbound:
+        if (mutant('pv-evtchn-send-unbound')) this.setPending(port);
         return 0;
       default:
         return this.reject('evtchn-bad-state', XEN_ERRNO.EINVAL);

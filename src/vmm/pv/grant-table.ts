@@ -18,6 +18,7 @@
  */
 import { XEN_ERRNO, type DomId, type Mfn, type PvDomainContext } from './domain-context.js';
 import { DOMID_SELF } from './event-channel.js';
+import { mutant } from '../mutants.js';
 
 /** Hypercall number of grant_table_op (xen.h: __HYPERVISOR_grant_table_op). */
 export const HYPERVISOR_grant_table_op = 20;
@@ -268,11 +269,11 @@ export class GrantTable {
     const mem = this.ctx.mem;
     const flags = mem.read16(at), domid = mem.read16(at + 2), frame = mem.read32(at + 4) >>> 0;
     if ((flags & GTF.type_mask) !== GTF.permit_access) return fail('grant-revoked', GNTST.general_error);
-    if (domid !== (mapper as number)) return fail('grant-wrong-domid', GNTST.general_error);
+    if (domid !== (mapper as number) && !mutant('pv-grant-any-domid')) return fail('grant-wrong-domid', GNTST.general_error);
     if (!readonly && (flags & GTF.readonly) !== 0) return fail('grant-write-readonly', GNTST.general_error);
     if (!this.ctx.ownsMfn(frame as Mfn)) return fail('grant-foreign-frame', GNTST.bad_page);
     // Xen: get_page_type(PGT_writable_page) for a writable mapping (a page table cannot be one).
-    if (!readonly && this.types !== null && !this.types.getWritableRef(frame as Mfn)) return fail('grant-typed-frame', GNTST.general_error);
+    if (!readonly && this.types !== null && !mutant('pv-grant-typed-frame') && !this.types.getWritableRef(frame as Mfn)) return fail('grant-typed-frame', GNTST.general_error);
     mem.write16(at, flags | GTF.reading | (readonly ? 0 : GTF.writing));
     const pin = this.pins.get(ref) ?? { r: 0, w: 0 };
     if (readonly) pin.r++; else pin.w++;

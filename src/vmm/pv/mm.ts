@@ -19,6 +19,7 @@
 import type { PhysicalMemory } from '../../machine/memory.js';
 import { XEN_ERRNO } from './domain-context.js';
 import { HYPERVISOR_VIRT_START } from './abi.js';
+import { mutant } from '../mutants.js';
 
 export const PT_NONE = 0, PT_L1 = 1, PT_L2 = 2, PT_WRITABLE = 3;
 const TYPE_NAME = ['none', 'l1', 'l2', 'writable'];
@@ -82,7 +83,7 @@ export class DirectPaging {
     if (this.owner[mfn] === OWN_SHARED) return null; // shared_info: mappable, never typed
     const c = this.typeCount[mfn]!;
     if (c > 0) {
-      if (this.type[mfn] !== t) return new Refused(-XEN_ERRNO.EINVAL, t === PT_WRITABLE ? 'writable-pagetable' : `type-conflict-${TYPE_NAME[this.type[mfn]!]}-as-${TYPE_NAME[t]}`);
+      if (this.type[mfn] !== t && !(t === PT_WRITABLE && mutant('pv-writable-pagetable'))) return new Refused(-XEN_ERRNO.EINVAL, t === PT_WRITABLE ? 'writable-pagetable' : `type-conflict-${TYPE_NAME[this.type[mfn]!]}-as-${TYPE_NAME[t]}`);
       this.typeCount[mfn] = c + 1;
       return null;
     }
@@ -121,7 +122,7 @@ export class DirectPaging {
       if (!this.isTableFrame(target)) return new Refused(-XEN_ERRNO.EPERM, 'foreign-frame');
       return this.getType(target, PT_L1);
     }
-    if (!this.mappable(target)) return new Refused(-XEN_ERRNO.EPERM, 'foreign-frame');
+    if (!this.mappable(target) && !mutant('pv-foreign-frame')) return new Refused(-XEN_ERRNO.EPERM, 'foreign-frame');
     if ((e & W) !== 0) return this.getType(target, PT_WRITABLE);
     return null;
   }
@@ -163,7 +164,10 @@ export class DirectPaging {
     const t = this.typeCount[mfn] === 0 ? PT_NONE : this.type[mfn]!;
     this.stats.updates++;
     if (t !== PT_L1 && t !== PT_L2) {
-      // A plain page: the domain may write it only if nothing uses it as a table.
+      // A plain page: the domain may write it only if nothing uses it as a table, and only
+      // its own: the builder's bootstrap tables (above guest RAM) are typeless once the
+      // kernel runs on its own directory, and stay the hypervisor's.
+      if (this.owner[mfn] !== OWN_DOMAIN) return new Refused(-XEN_ERRNO.EPERM, 'foreign-table');
       this.mem.write32(ptr, val);
       return null;
     }
@@ -192,7 +196,7 @@ export class DirectPaging {
     if (!this.pinned[mfn]) return new Refused(-XEN_ERRNO.EINVAL, 'unpin-not-pinned');
     this.pinned[mfn] = 0;
     this.stats.unpins++;
-    this.putType(mfn);
+    if (!mutant('pv-unpin-keeps-type')) this.putType(mfn);
     return null;
   }
 
