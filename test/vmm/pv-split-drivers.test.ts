@@ -26,7 +26,7 @@ import { buildWorkload } from '../../src/guest/workloads/index.js';
 import { runGuest } from '../../src/trace/run-guest.js';
 
 const ARG = 0x6000, TABLE = 20, RING = 21, TXRING = 22, RXRING = 23, BUF = 30; // frames
-const COSTS = { eventChannelSend: 250, grantMap: 1200, grantUnmap: 1500, perRequest: 1000, dmaPerByte: 0.5 };
+const COSTS = { eventChannelSend: 250, grantMap: 1200, grantUnmap: 1500, perRequest: 1000, dmaPerByte: 0.5, dom0BlockRequest: 14_000, dom0NetTx: 4_000, dom0NetRx: 4_000 };
 const SECTORS = 64;
 
 function image(): Uint8Array {
@@ -137,7 +137,7 @@ describe('blkback', () => {
     expect(isPending(f.mem, SHARED_INFO_MFN, f.port)).toBe(true);
     expect(f.blkback.counters.notifications).toBe(1);
     expect(f.ctx.mem.read16(TABLE * 4096 + 8 * 8)).toBe(GTF.permit_access); // unmapped again
-    expect(f.ctx.charges.get('device')!.cycles).toBe(1000 + 3 * 512 * 0.5);
+    expect(f.ctx.charges.get('device')!.cycles).toBe(1000 + 14_000 + 3 * 512 * 0.5); // decode + dom0's 14 register accesses + the copy
   });
 
   it('a write request of two segments writes the disk image in order', () => {

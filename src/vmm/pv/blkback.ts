@@ -26,6 +26,14 @@ export interface BackendDeviceCosts {
   readonly perRequest: number;
   /** Cycles per byte copied between the device model and a granted frame. */
   readonly dmaPerByte: number;
+  /**
+   * The physical device's register accesses that domain 0's own native driver makes on the
+   * guest's behalf, per block request / transmitted frame / received frame, in cycles (see
+   * `splitDriverCosts`). On one CPU, dom0's driver time is time the guest does not run.
+   */
+  readonly dom0BlockRequest: number;
+  readonly dom0NetTx: number;
+  readonly dom0NetRx: number;
 }
 
 /** Counters for the run record and the tests. */
@@ -122,7 +130,7 @@ export class Blkback {
     const nseg = r[BLKIF_REQ.NR_SEGMENTS]!;
     const idLo = dv.getUint32(BLKIF_REQ.ID, true), idHi = dv.getUint32(BLKIF_REQ.ID + 4, true);
     const secLo = dv.getUint32(BLKIF_REQ.SECTOR, true), secHi = dv.getUint32(BLKIF_REQ.SECTOR + 4, true);
-    this.ctx.charge('device', this.costs.perRequest);
+    this.ctx.charge('device', this.costs.perRequest + this.costs.dom0BlockRequest);
     if (op !== BLKIF_OP.READ && op !== BLKIF_OP.WRITE) { this.respond(idLo, idHi, op, BLKIF_RSP.EOPNOTSUPP, 'blkback-bad-op'); return; }
     if (nseg < 1 || nseg > BLKIF_MAX_SEGMENTS_PER_REQUEST) { this.respond(idLo, idHi, op, BLKIF_RSP.ERROR, 'blkback-bad-nr-segments'); return; }
     let sectors = 0;

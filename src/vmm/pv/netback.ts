@@ -127,7 +127,7 @@ export class Netback implements NetPort {
       const gref = dv.getUint32(NETIF_TX_REQ.GREF, true), offset = dv.getUint16(NETIF_TX_REQ.OFFSET, true);
       const flags = dv.getUint16(NETIF_TX_REQ.FLAGS, true), id = dv.getUint16(NETIF_TX_REQ.ID, true);
       let size = dv.getUint16(NETIF_TX_REQ.SIZE, true);
-      this.ctx.charge('device', this.costs.perRequest);
+      this.ctx.charge('device', this.costs.perRequest + this.costs.dom0NetTx);
       if (total < 0) total = size;
       const more = (flags & NETTXF.more_data) !== 0;
       // The first request's size is the whole packet; its own fragment is what the others leave.
@@ -190,7 +190,7 @@ export class Netback implements NetPort {
     ring.takeRequest(this.req);
     const dv = new DataView(this.req.buffer);
     const id = dv.getUint16(NETIF_RX_REQ.ID, true), gref = dv.getUint32(NETIF_RX_REQ.GREF, true);
-    this.ctx.charge('device', this.costs.perRequest);
+    this.ctx.charge('device', this.costs.perRequest + this.costs.dom0NetRx);
     let status: number;
     const m = this.grants.mapGrant(gref, 0 as DomId, false);
     if (m.status !== 0) {

@@ -24,6 +24,17 @@ import { Netback, redirectLinkReceiver } from './netback.js';
 export const BLKBACK_PORT = 1;
 export const NETBACK_PORT = 2;
 
+/**
+ * Register accesses per operation of virtlab's native drivers (src/guest/kernel/drivers.ts),
+ * which is what domain 0's driver does to the physical device on the guest's behalf:
+ * an ATA READ/WRITE DMA request is 10 accesses in `ata_submit` (BMIDE stop, status clear, PRD
+ * address, drive/LBA, count, 3 LBA bytes, command, start) and 4 in `ata_irq`; the e1000 is
+ * driven through its I/O window (IOADDR then IODATA: 2 accesses per register), so a
+ * transmitted frame is a TDT write and the completion's ICR read (4), a received frame the
+ * ICR read and an RDT write (4).
+ */
+export const DOM0_ACCESSES = { blockRequest: 14, netTx: 4, netRx: 4 } as const;
+
 /** Every figure the event channels, grant table and back ends charge. */
 export interface SplitDriverCosts extends EventChannelCosts, GrantCosts, BackendDeviceCosts {}
 
@@ -36,15 +47,24 @@ export interface SplitDriverCosts extends EventChannelCosts, GrantCosts, Backend
  * `provisional`.
  */
 export function splitDriverCosts(profile: Profile): SplitDriverCosts & { readonly provisional: boolean } {
+  // Domain 0 drives the real device with its native driver: the same register accesses the
+  // guest's own native driver makes in the other modes, each at the profile's bus cost
+  // (`events.portIo`; see DOM0_ACCESSES for the counts).
+  const io = profile.events.portIo.value;
+  const dom0 = {
+    dom0BlockRequest: DOM0_ACCESSES.blockRequest * io,
+    dom0NetTx: DOM0_ACCESSES.netTx * io,
+    dom0NetRx: DOM0_ACCESSES.netRx * io,
+  };
   if (hasVmmFigures(profile)) {
     const c = toVmmCosts(profile);
     return {
       eventChannelSend: c.pv.eventChannelSend, grantMap: c.pv.grantMap, grantUnmap: c.pv.grantUnmap,
-      perRequest: c.devices.portIoEmulation, dmaPerByte: c.devices.dmaPerByte, provisional: false,
+      perRequest: c.devices.portIoEmulation, dmaPerByte: c.devices.dmaPerByte, ...dom0, provisional: false,
     };
   }
   // Provisional: the core2-2008 profile's estimates (see its sources), for schema-v1 profiles.
-  return { eventChannelSend: 250, grantMap: 1200, grantUnmap: 1500, perRequest: 1000, dmaPerByte: 0.333, provisional: true };
+  return { eventChannelSend: 250, grantMap: 1200, grantUnmap: 1500, perRequest: 1000, dmaPerByte: 0.333, ...dom0, provisional: true };
 }
 
 /** The domain's event channels, grant table and back ends. */
