@@ -12,7 +12,7 @@ describe('pv-isolation', () => {
   it('holds for the pv hypervisor as built (bounded runs, fixed seed)', { timeout: 60_000 }, () => {
     const r = runProperty('pv-isolation', { runs: 60, seed: 1 });
     expect(r.ok, fmt(r)).toBe(true);
-    expect(r.runs).toBe(40);
+    expect(r.runs).toBe(60);
   });
 
   it('regression (found by this property): mmu_update into the builder\'s bootstrap page table, no longer a table, is refused', { timeout: 30_000 }, () => {
