@@ -16,6 +16,7 @@ import {
 } from './guest-program.js';
 import { checkNothingAboveRam, mappingCheck } from './invariants.js';
 import { actionText, pvActions, runPvActions, type PvAction } from './pv-isolation.js';
+import { USER_CONFIGS, userEquivalenceCheck, userListing, userProgram, type UserGuestProgram } from './user-program.js';
 import { CONFIGS, prepare, runProgram, UNSUPPORTED_CONFIGS, verifyProfile, type Config, type VerifyRun } from './run.js';
 
 /** How a property is run. */
@@ -35,10 +36,13 @@ export interface PropertyOptions {
 /** A pv-isolation counterexample: the sequence of kernel-level actions (src/verify/pv-isolation.ts). */
 export interface PvProgram { readonly pv: readonly PvAction[] }
 
+/** A user-equivalence counterexample: the ring-3 program (src/verify/user-program.ts). */
+export interface UserProgramCx { readonly user: UserGuestProgram }
+
 /** A counterexample: the shrunk program, its disassembly, what went wrong. */
 export interface Counterexample {
   /** The guest program; for pv-isolation, the action sequence (`{ pv: [...] }`). */
-  readonly program: GuestProgram | PvProgram;
+  readonly program: GuestProgram | PvProgram | UserProgramCx;
   readonly listing: readonly string[];
   readonly message: string;
   /** Multi-VM properties: the other VM's two programs and the policy. */
@@ -441,8 +445,94 @@ const pvIsolation: PropertyInfo = {
   },
 };
 
+/** Greedy one-item removal for user programs (as `minimizeProgram`). */
+function minimizeUser(p: UserGuestProgram, check: (x: UserGuestProgram) => string | null): UserGuestProgram {
+  let cur = p;
+  for (let changed = true; changed;) {
+    changed = false;
+    for (let i = cur.items.length - 1; i >= 0 && cur.items.length > 0; i--) {
+      const cand = { ...cur, items: cur.items.filter((_, j) => j !== i) };
+      if (check(cand) !== null) { cur = cand; changed = true; }
+    }
+  }
+  return cur;
+}
+
+/** `search` over user programs, the counterexample minimized further. */
+function searchUser(arb: fc.Arbitrary<UserGuestProgram>, check: (x: UserGuestProgram) => string | null, runs: number, seed: number): Search<UserGuestProgram> {
+  const s = search(arb, check, runs, seed);
+  if (s.counterexample === null || !shrinking) return s;
+  const cx = minimizeUser(s.counterexample, check);
+  return { ...s, counterexample: cx, message: check(cx) };
+}
+
+/** Part 1's configurations (compared with native) and part 2's (searched for sensitive-instruction differences). */
+const USER_EQ_DEFAULT = USER_CONFIGS.filter((c) => c !== 'native');
+const USER_FINDING_CONFIGS: readonly Config[] = ['pv', 'trap'];
+
+/**
+ * Part 2 of user-equivalence for one configuration: rounds of search with the sensitive
+ * instructions, each counterexample shrunk and attributed (the sensitive instructions whose
+ * removal makes the difference disappear), then excluded, as trap-not-equivalent does.
+ */
+function userFindings(config: Config, runs: number, seed: number, maxRounds: number): { findings: string[]; runs: number } {
+  const excluded = new Set<string>();
+  const findings: string[] = [];
+  let total = 0;
+  for (let round = 0; round < maxRounds; round++) {
+    const s = searchUser(userProgram({ maxLength: 6, sensitiveWeight: 4, exclude: excluded }), (p) => userEquivalenceCheck(p, [config]), runs, seed + round);
+    total += s.runs;
+    if (!s.failed || s.counterexample === null) break;
+    const cx = s.counterexample;
+    let ops = cx.items.flatMap((it, i) => {
+      const op = systemOps([it]);
+      if (op.length === 0) return [];
+      return userEquivalenceCheck({ ...cx, items: cx.items.filter((_, j) => j !== i) }, [config]) === null ? op : [];
+    });
+    if (ops.length === 0) ops = systemOps(cx.items);
+    findings.push(`${config}: ${ops.join(' + ') || '(no sensitive instruction)'}: ${s.message} — ${userListing(cx.items).join('; ')}`);
+    if (ops.length === 0) break;
+    for (const op of ops) excluded.add(op.startsWith('mov r/m, ') ? `movsreg:${op.slice(9)}` : op.startsWith('push ') ? `pushseg:${op.slice(5)}` : op);
+  }
+  return { findings, runs: total };
+}
+
+const userEquivalence: PropertyInfo = {
+  name: 'user-equivalence',
+  description: "a generated program run as a ring-3 user program under the virtlab kernel prints the same registers, flags and data checksum, and exits the same, natively and under every mode, pv included (part 1: programs without sensitive instructions); part 2 (findings) names the unprivileged sensitive instructions that make pv and trap differ from native in user mode",
+  configs: USER_EQ_DEFAULT,
+  defaultRuns: 30,
+  run(o) {
+    const configs = o.configs ?? USER_EQ_DEFAULT;
+    const runs = o.runs ?? 30, seed = o.seed ?? 1;
+    const t0 = performance.now();
+    const s0 = search(userProgram({ maxLength: 16 }), (p) => userEquivalenceCheck(p, configs, true), runs, seed);
+    const s = s0.counterexample === null || !shrinking ? s0 : (() => {
+      const cx = minimizeUser(s0.counterexample!, (p) => userEquivalenceCheck(p, configs, true));
+      return { ...s0, counterexample: cx, message: userEquivalenceCheck(cx, configs, true) };
+    })();
+    // Part 2 (not for a mutant analysis: it reports differences, it does not check a property).
+    const findings: string[] = [];
+    let part2Runs = 0;
+    if (analysedMutant === null) {
+      for (const c of USER_FINDING_CONFIGS) {
+        const f = userFindings(c, runs, seed, 12);
+        findings.push(...f.findings);
+        part2Runs += f.runs;
+      }
+    }
+    const cx = s.counterexample;
+    return {
+      property: 'user-equivalence', ok: !s.failed, runs: s.runs, seed, seconds: (performance.now() - t0) / 1000, configs, firstFailure: s.firstFailure,
+      counterexample: cx === null ? null : { program: { user: cx }, listing: userListing(cx.items), message: s.message ?? '' },
+      findings,
+      notes: [`part 1: ${s.runs} programs without sensitive instructions in ${s.seconds.toFixed(1)} s; part 2: ${part2Runs} programs with them (${USER_FINDING_CONFIGS.join(', ')} vs native) in ${((performance.now() - t0) / 1000 - s.seconds).toFixed(1)} s`],
+    };
+  },
+};
+
 /** The catalogue of properties. */
-export const PROPERTIES: readonly PropertyInfo[] = [equivalence, trapNotEquivalent, resourceControl, accounting, determinism, noninterference, pvIsolation];
+export const PROPERTIES: readonly PropertyInfo[] = [equivalence, trapNotEquivalent, resourceControl, accounting, determinism, noninterference, pvIsolation, userEquivalence];
 export const PROPERTY_NAMES: readonly string[] = PROPERTIES.map((p) => p.name);
 
 /** The property called `name`; a one-line error listing the known names otherwise. */
