@@ -1,9 +1,8 @@
 /**
  * `virtlab record`: runs a guest natively (or a paravirtualized one under pv) and writes its trace (docs/trace-format.md).
  */
-import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { writeFileAtomicSync } from '../guest/image-format.js';
 import { loadProfile, DEFAULT_PROFILE, DEFAULT_VMM_PROFILE } from '../profiles/index.js';
 import { recordTrace, RECORD_MODES, type RecordMode } from '../trace/recorder.js';
 import { serializeRunRecord, writeFileAtomic } from '../trace/run-record.js';
@@ -41,24 +40,6 @@ options:
   -h, --help             this help
 `;
 
-/** Writes bytes atomically: a temporary file in the same directory, then rename. */
-export function writeBytesAtomic(file: string, bytes: Uint8Array): void {
-  const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
-  try {
-    const fd = openSync(tmp, 'w');
-    try {
-      let o = 0;
-      while (o < bytes.length) o += writeSync(fd, bytes, o, bytes.length - o);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, file);
-  } catch (e) {
-    try { unlinkSync(tmp); } catch { /* nothing to clean up */ }
-    throw e;
-  }
-}
 
 /** `virtlab record`: returns the guest's exit status (UsageError/ImageError/ProfileError for bad input). */
 export function recordCommand(argv: string[], out: { stdout: (b: Uint8Array) => void; stderr: (s: string) => void; help: (s: string) => void }): number {
@@ -120,7 +101,7 @@ export function recordCommand(argv: string[], out: { stdout: (b: Uint8Array) => 
   });
   if (rec.run.message !== null) out.stderr(`virtlab: ${imagePath}: ${rec.run.message}\n`);
   try {
-    writeBytesAtomic(values.output, rec.bytes);
+    writeFileAtomicSync(values.output, rec.bytes);
   } catch (e) {
     throw new UsageError(`-o ${values.output}: cannot write the trace (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }

@@ -249,7 +249,7 @@ export function writeFileAtomicSync(path: string, bytes: Uint8Array): void {
   const tmp = `${path}.tmp-${process.pid}-${Date.now().toString(36)}`;
   const fd = openSync(tmp, 'w');
   try {
-    writeSync(fd, bytes);
+    for (let o = 0; o < bytes.length;) o += writeSync(fd, bytes, o, bytes.length - o);
     fsyncSync(fd);
   } catch (e) {
     closeSync(fd);

@@ -1,5 +1,4 @@
-import { renameSync, unlinkSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { writeFileAtomicSync } from '../guest/image-format.js';
 import type { RunOutcome } from '../machine/machine.js';
 import type { MonitorMode, MonitorStats } from '../vmm/monitor.js';
 
@@ -93,14 +92,7 @@ export function serializeRunRecord(r: RunRecord): string {
   return JSON.stringify(r, null, 2) + '\n';
 }
 
-/** Writes `text` to `file` atomically: a temporary file in the same directory, then rename. */
+/** Writes `text` to `file` atomically (a temporary file in the same directory, fsync, rename). */
 export function writeFileAtomic(file: string, text: string): void {
-  const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
-  try {
-    writeFileSync(tmp, text);
-    renameSync(tmp, file);
-  } catch (e) {
-    try { unlinkSync(tmp); } catch { /* nothing to clean up */ }
-    throw e;
-  }
+  writeFileAtomicSync(file, Buffer.from(text, 'utf8'));
 }

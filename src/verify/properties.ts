@@ -148,7 +148,7 @@ function search<T>(arb: fc.Arbitrary<T>, check0: (x: T) => string | null, runs: 
  * Greedy one-item removal after fast-check's shrinking (which may leave an item whose removal
  * needs two steps): the result still fails `check` and no single item can be dropped.
  */
-export function minimizeProgram(p: GuestProgram, check: (x: GuestProgram) => string | null): GuestProgram {
+export function minimizeProgram<P extends { readonly items: readonly unknown[] }>(p: P, check: (x: P) => string | null): P {
   let cur = p;
   for (let changed = true; changed;) {
     changed = false;
@@ -445,24 +445,11 @@ const pvIsolation: PropertyInfo = {
   },
 };
 
-/** Greedy one-item removal for user programs (as `minimizeProgram`). */
-function minimizeUser(p: UserGuestProgram, check: (x: UserGuestProgram) => string | null): UserGuestProgram {
-  let cur = p;
-  for (let changed = true; changed;) {
-    changed = false;
-    for (let i = cur.items.length - 1; i >= 0 && cur.items.length > 0; i--) {
-      const cand = { ...cur, items: cur.items.filter((_, j) => j !== i) };
-      if (check(cand) !== null) { cur = cand; changed = true; }
-    }
-  }
-  return cur;
-}
-
 /** `search` over user programs, the counterexample minimized further. */
 function searchUser(arb: fc.Arbitrary<UserGuestProgram>, check: (x: UserGuestProgram) => string | null, runs: number, seed: number): Search<UserGuestProgram> {
   const s = search(arb, check, runs, seed);
   if (s.counterexample === null || !shrinking) return s;
-  const cx = minimizeUser(s.counterexample, check);
+  const cx = minimizeProgram(s.counterexample, check);
   return { ...s, counterexample: cx, message: check(cx) };
 }
 
@@ -508,7 +495,7 @@ const userEquivalence: PropertyInfo = {
     const t0 = performance.now();
     const s0 = search(userProgram({ maxLength: 16 }), (p) => userEquivalenceCheck(p, configs, true), runs, seed);
     const s = s0.counterexample === null || !shrinking ? s0 : (() => {
-      const cx = minimizeUser(s0.counterexample!, (p) => userEquivalenceCheck(p, configs, true));
+      const cx = minimizeProgram(s0.counterexample!, (p) => userEquivalenceCheck(p, configs, true));
       return { ...s0, counterexample: cx, message: userEquivalenceCheck(cx, configs, true) };
     })();
     // Part 2 (not for a mutant analysis: it reports differences, it does not check a property).
