@@ -7,184 +7,23 @@
 import fc from 'fast-check';
 import { performance } from 'node:perf_hooks';
 import { runGuest } from '../trace/run-guest.js';
-import { runMultiVm, CLAIMS_TIMING_ISOLATION, TLB_POLICIES, type TlbPolicy } from '../vmm/multi-vm.js';
 import { checkMutant, withMutant } from '../vmm/mutants.js';
-import { guestProgram, kernelProgram, secretProgram } from './arbitraries.js';
-import {
-  buildGuest, firstMemoryDifference, LAYOUT, listing, outcomeOf, PRIVILEGED_OPS, SENSITIVE_OPS,
-  type GuestProgram, type Item,
-} from './guest-program.js';
+import { guestProgram, kernelProgram } from './arbitraries.js';
+import { buildGuest, LAYOUT, listing, type GuestProgram } from './guest-program.js';
 import { checkNothingAboveRam, mappingCheck } from './invariants.js';
+import { noninterference } from './noninterference.js';
 import { actionText, pvActions, runPvActions, type PvAction } from './pv-isolation.js';
 import { USER_CONFIGS, userEquivalenceCheck, userListing, userProgram, type UserGuestProgram } from './user-program.js';
-import { CONFIGS, prepare, runProgram, UNSUPPORTED_CONFIGS, verifyProfile, type Config, type VerifyRun } from './run.js';
+import { CONFIGS, runProgram, verifyProfile, type Config } from './run.js';
+import {
+  difference, minimizeProgram, report, search, searchProgram, searchState, supported, systemOps, unsupportedNotes,
+  type PropertyInfo, type PropertyReport, type PropertyOptions, type Search,
+} from './search.js';
 
-/** How a property is run. */
-export interface PropertyOptions {
-  readonly runs?: number;
-  readonly seed?: number;
-  /** Configurations to compare/check (default: the property's own). */
-  readonly configs?: readonly Config[];
-  /** A mutant active during the search (null: none). */
-  readonly mutant?: string | null;
-  /** System instructions the generator leaves out (e.g. a known, reported difference). */
-  readonly exclude?: readonly string[];
-  /** Shrink counterexamples (default true; false for a quick caught/not-caught answer). */
-  readonly shrink?: boolean;
-}
-
-/** A pv-isolation counterexample: the sequence of kernel-level actions (src/verify/pv-isolation.ts). */
-export interface PvProgram { readonly pv: readonly PvAction[] }
-
-/** A user-equivalence counterexample: the ring-3 program (src/verify/user-program.ts). */
-export interface UserProgramCx { readonly user: UserGuestProgram }
-
-/** A counterexample: the shrunk program, its disassembly, what went wrong. */
-export interface Counterexample {
-  /** The guest program; for pv-isolation, the action sequence (`{ pv: [...] }`). */
-  readonly program: GuestProgram | PvProgram | UserProgramCx;
-  readonly listing: readonly string[];
-  readonly message: string;
-  /** Multi-VM properties: the other VM's two programs and the policy. */
-  readonly extra?: unknown;
-}
-
-export interface PropertyReport {
-  readonly property: string;
-  /** The property held (for `trap-not-equivalent`: the counterexamples were found). */
-  readonly ok: boolean;
-  readonly runs: number;
-  readonly seed: number;
-  readonly seconds: number;
-  readonly configs: readonly Config[];
-  /** Runs (1-based) and seconds until the first failing run, when one failed. */
-  readonly firstFailure: { readonly run: number; readonly seconds: number } | null;
-  readonly counterexample: Counterexample | null;
-  /** Property-specific findings (trap: the instructions found; noninterference: timing channels). */
-  readonly findings: readonly string[];
-  readonly notes: readonly string[];
-}
-
-/** A property of the catalogue. */
-export interface PropertyInfo {
-  readonly name: string;
-  readonly description: string;
-  /** Default configurations. */
-  readonly configs: readonly Config[];
-  readonly defaultRuns: number;
-  run(options: PropertyOptions): PropertyReport;
-}
-
-const REG_NAMES = ['eax', 'ecx', 'edx', 'ebx', 'esp', 'ebp', 'esi', 'edi', 'flags', 'exception', 'error-code', 'cr2'];
-const hex = (v: number): string => '0x' + (v >>> 0).toString(16);
-
-/** The first guest-visible difference between two runs of one program, or null. */
-export function difference(a: VerifyRun, b: VerifyRun, paging: boolean): string | null {
-  if (a.outcome.exit !== b.outcome.exit) return `exit: ${a.outcome.exit} vs ${b.outcome.exit}`;
-  if (a.outcome.console !== b.outcome.console) return `console: ${a.outcome.console} vs ${b.outcome.console}`;
-  for (let i = 0; i < a.outcome.dump.length; i++) {
-    if (a.outcome.dump[i] !== b.outcome.dump[i]) return `${REG_NAMES[i]}: ${hex(a.outcome.dump[i]!)} vs ${hex(b.outcome.dump[i]!)}`;
-  }
-  const m = firstMemoryDifference(a.machine, b.machine, paging);
-  if (m !== null) return `memory at ${hex(m[0])}: ${hex(m[1])} vs ${hex(m[2])}`;
-  return null;
-}
-
-/** The system instructions (sensitive or privileged) of a program, loops flattened. */
-export function systemOps(items: readonly Item[]): string[] {
-  const out = new Set<string>();
-  const sys = new Set<string>([...SENSITIVE_OPS, ...PRIVILEGED_OPS]);
-  const walk = (xs: readonly Item[]): void => {
-    for (const it of xs) {
-      if (it.op === 'loop') walk(it.body);
-      else if (sys.has(it.op)) out.add(it.op === 'movsreg' ? `mov r/m, ${(it as { seg: string }).seg}` : it.op === 'pushseg' ? `push ${(it as { seg: string }).seg}` : it.op);
-    }
-  };
-  walk(items);
-  return [...out];
-}
-
-interface Search<T> {
-  readonly failed: boolean;
-  readonly runs: number;
-  readonly firstFailure: { run: number; seconds: number } | null;
-  readonly counterexample: T | null;
-  readonly message: string | null;
-  readonly seconds: number;
-}
-
-/**
- * The mutant under analysis (set by `runProperty`): a failing case counts only if it passes
- * without the mutant, so a difference the monitor already has (a finding) is not credited to
- * the mutant.
- */
-let analysedMutant: string | null = null;
-/** Whether counterexamples are shrunk (set by `runProperty`). */
-let shrinking = true;
-
-/** fast-check search: `check` returns a failure message or null. */
-function search<T>(arb: fc.Arbitrary<T>, check0: (x: T) => string | null, runs: number, seed: number): Search<T> {
-  const mut = analysedMutant;
-  const check = mut === null ? check0 : (x: T): string | null => {
-    const m = check0(x);
-    return m !== null && withMutant(null, () => check0(x)) === null ? m : null;
-  };
-  const t0 = performance.now();
-  let n = 0, first: { run: number; seconds: number } | null = null;
-  const d = fc.check(fc.property(arb, (x) => {
-    if (first === null) n++;
-    const m = check(x);
-    if (m !== null) {
-      if (first === null) first = { run: n, seconds: (performance.now() - t0) / 1000 };
-      throw new Error(m);
-    }
-  }), { numRuns: runs, seed, endOnFailure: !shrinking });
-  const cx = d.failed && d.counterexample ? d.counterexample[0] as T : null;
-  const message = cx !== null ? (check(cx) ?? String((d.errorInstance as Error | undefined)?.message ?? 'failed')) : null;
-  return { failed: d.failed, runs: d.failed ? n : d.numRuns, firstFailure: first, counterexample: cx, message, seconds: (performance.now() - t0) / 1000 };
-}
-
-/**
- * Greedy one-item removal after fast-check's shrinking (which may leave an item whose removal
- * needs two steps): the result still fails `check` and no single item can be dropped.
- */
-export function minimizeProgram<P extends { readonly items: readonly unknown[] }>(p: P, check: (x: P) => string | null): P {
-  let cur = p;
-  for (let changed = true; changed;) {
-    changed = false;
-    for (let i = cur.items.length - 1; i >= 0 && cur.items.length > 0; i--) {
-      const cand = { ...cur, items: cur.items.filter((_, j) => j !== i) };
-      if (check(cand) !== null) { cur = cand; changed = true; }
-    }
-  }
-  return cur;
-}
-
-/** `search` over programs, with the counterexample minimized further. */
-function searchProgram(arb: fc.Arbitrary<GuestProgram>, check0: (x: GuestProgram) => string | null, runs: number, seed: number): Search<GuestProgram> {
-  const s = search(arb, check0, runs, seed);
-  if (s.counterexample === null || !shrinking) return s;
-  const mut = analysedMutant;
-  const check = mut === null ? check0 : (x: GuestProgram): string | null => {
-    const m = check0(x);
-    return m !== null && withMutant(null, () => check0(x)) === null ? m : null;
-  };
-  const cx = minimizeProgram(s.counterexample, check);
-  return { ...s, counterexample: cx, message: check(cx) };
-}
-
-function report(name: string, o: PropertyOptions, configs: readonly Config[], s: Search<GuestProgram>, expectFailure = false, findings: string[] = [], notes: string[] = []): PropertyReport {
-  const cx = s.counterexample;
-  return {
-    property: name, ok: expectFailure ? s.failed : !s.failed, runs: s.runs, seed: o.seed ?? 1, seconds: s.seconds, configs,
-    firstFailure: s.firstFailure,
-    counterexample: cx === null ? null : { program: cx, listing: listing(cx.items), message: s.message ?? '' },
-    findings, notes,
-  };
-}
-
-const supported = (cs: readonly Config[]): Config[] => cs.filter((c) => UNSUPPORTED_CONFIGS[c] === undefined);
-const unsupportedNotes = (cs: readonly Config[]): string[] => cs.filter((c) => UNSUPPORTED_CONFIGS[c] !== undefined).map((c) => `${c} not run: ${UNSUPPORTED_CONFIGS[c]}`);
+export {
+  difference, minimizeProgram, systemOps,
+  type Counterexample, type PropertyInfo, type PropertyOptions, type PropertyReport, type PvProgram, type SavedCase, type UserProgramCx,
+} from './search.js';
 
 /** Any program: user-level and system instructions, or kernel-level actions with paging. */
 const anyProgram = (exclude: readonly string[] = []): fc.Arbitrary<GuestProgram> => fc.oneof(guestProgram({ maxLength: 16, systemWeight: 3, exclude: new Set(exclude) }), kernelProgram({ maxLength: 16 }));
@@ -337,58 +176,6 @@ const determinism: PropertyInfo = {
   },
 };
 
-/** Noninterference input: VM A's program, VM B's two secrets, the TLB policy, the quantum. */
-interface NiCase { a: GuestProgram; b0: GuestProgram; b1: GuestProgram; policy: TlbPolicy; quantum: number }
-
-/** Runs A beside B; A's outcome and cycles. */
-function runPair(a: GuestProgram, b: GuestProgram, config: Config, policy: TlbPolicy, quantum: number): { run: VerifyRun; cycles: number } {
-  // A ends with a probe of its 16 playground pages, repeated (what a prime-and-probe attacker
-  // would time): it makes the shared TLB's state visible in A's cycle count.
-  const probe: Item = { op: 'loop', n: 20, body: Array.from({ length: LAYOUT.playgroundPages }, (_, page) => ({ op: 'rd' as const, d: 'eax' as const, page, off: 0 })) as never };
-  const va = prepare(config, buildGuest({ ...a, items: [...a.items, probe] })), vb = prepare(config, buildGuest({ ...b, spin: true }));
-  runMultiVm([va, vb], { quantum, tlb: policy, profile: verifyProfile().profile, maxInstructions: 400_000, stopWhen: 0 });
-  const m = va.machine;
-  const e = m.outcome().exit;
-  const exit = e.reason === 'exit-device' ? `exit ${e.code}` : `${e.reason}: ${'detail' in e ? e.detail : ''}`;
-  return { run: { outcome: outcomeOf(m, exit, Uint8Array.from(va.console), a.paging), machine: m, monitor: va.monitor, exit }, cycles: m.cpu.cycles };
-}
-
-const NI_DEFAULT: Config[] = ['native', 'full', 'hw-nested'];
-
-const noninterference: PropertyInfo = {
-  name: 'noninterference',
-  description: "two runs that differ only in VM B's program and data give VM A (same machine, round-robin, one monitor kind) the same outcome and memory; and the same cycle count where the TLB policy claims timing isolation (flush, tagged-partitioned); where it does not (tagged-shared), timing differences are reported as findings",
-  configs: NI_DEFAULT,
-  defaultRuns: 12,
-  run(o) {
-    const configs = supported(o.configs ?? NI_DEFAULT);
-    const channel = new Map<string, number>();
-    const prog = secretProgram();
-    const arb = fc.record({ a: kernelProgram({ maxLength: 10 }), b0: prog, b1: prog, policy: fc.constantFrom(...TLB_POLICIES), quantum: fc.constantFrom(50, 200, 1000) });
-    let cxCase: NiCase | null = null;
-    const s = search<NiCase>(arb, (k) => {
-      for (const c of configs) {
-        const r0 = runPair(k.a, k.b0, c, k.policy, k.quantum), r1 = runPair(k.a, k.b1, c, k.policy, k.quantum);
-        const d = difference(r0.run, r1.run, k.a.paging);
-        if (d !== null) { cxCase = k; return `${c}, ${k.policy}: VM A's outcome depends on VM B: ${d}`; }
-        if (r0.cycles !== r1.cycles) {
-          if (CLAIMS_TIMING_ISOLATION[k.policy]) { cxCase = k; return `${c}, ${k.policy} (claims timing isolation): VM A's cycles depend on VM B: ${r0.cycles} vs ${r1.cycles}`; }
-          channel.set(`${c} ${k.policy}`, (channel.get(`${c} ${k.policy}`) ?? 0) + 1);
-        }
-      }
-      return null;
-    }, o.runs ?? 12, o.seed ?? 1);
-    const findings = [...channel].map(([k, n]) => `${k}: VM A's cycle count changed with VM B's secret in ${n} case(s) (timing channel; the policy does not claim timing isolation)`);
-    const cx = s.counterexample;
-    return {
-      property: 'noninterference', ok: !s.failed, runs: s.runs, seed: o.seed ?? 1, seconds: s.seconds, configs,
-      firstFailure: s.firstFailure,
-      counterexample: cx === null ? null : { program: cx.a, listing: listing(cx.a.items), message: s.message ?? '', extra: { b0: listing(cx.b0.items), b1: listing(cx.b1.items), policy: cx.policy, quantum: cx.quantum, case: cxCase !== null } },
-      findings, notes: unsupportedNotes(o.configs ?? NI_DEFAULT),
-    };
-  },
-};
-
 /** pv-isolation's check of one sequence: the violation, or null (a hypervisor exception is one). */
 export function pvIsolationCheck(actions: readonly PvAction[]): string | null {
   try {
@@ -406,9 +193,9 @@ const pvIsolation: PropertyInfo = {
   run(o) {
     const s0 = search(pvActions(12), (x) => pvIsolationCheck(x), o.runs ?? 25, o.seed ?? 1);
     let s = s0;
-    if (s0.counterexample !== null && shrinking) {
+    if (s0.counterexample !== null && searchState.shrink) {
       // Greedy one-action removal after fast-check's shrinking, as for guest programs.
-      const mut = analysedMutant;
+      const mut = searchState.mutant;
       const check = (x: PvAction[]): string | null => {
         const m = pvIsolationCheck(x);
         return m !== null && (mut === null || withMutant(null, () => pvIsolationCheck(x)) === null) ? m : null;
@@ -448,7 +235,7 @@ const pvIsolation: PropertyInfo = {
 /** `search` over user programs, the counterexample minimized further. */
 function searchUser(arb: fc.Arbitrary<UserGuestProgram>, check: (x: UserGuestProgram) => string | null, runs: number, seed: number): Search<UserGuestProgram> {
   const s = search(arb, check, runs, seed);
-  if (s.counterexample === null || !shrinking) return s;
+  if (s.counterexample === null || !searchState.shrink) return s;
   const cx = minimizeProgram(s.counterexample, check);
   return { ...s, counterexample: cx, message: check(cx) };
 }
@@ -494,14 +281,14 @@ const userEquivalence: PropertyInfo = {
     const runs = o.runs ?? 30, seed = o.seed ?? 1;
     const t0 = performance.now();
     const s0 = search(userProgram({ maxLength: 16 }), (p) => userEquivalenceCheck(p, configs, true), runs, seed);
-    const s = s0.counterexample === null || !shrinking ? s0 : (() => {
+    const s = s0.counterexample === null || !searchState.shrink ? s0 : (() => {
       const cx = minimizeProgram(s0.counterexample!, (p) => userEquivalenceCheck(p, configs, true));
       return { ...s0, counterexample: cx, message: userEquivalenceCheck(cx, configs, true) };
     })();
     // Part 2 (not for a mutant analysis: it reports differences, it does not check a property).
     const findings: string[] = [];
     let part2Runs = 0;
-    if (analysedMutant === null) {
+    if (searchState.mutant === null) {
       for (const c of USER_FINDING_CONFIGS) {
         const f = userFindings(c, runs, seed, 12);
         findings.push(...f.findings);
@@ -533,13 +320,13 @@ export function checkProperty(name: string): PropertyInfo {
 export function runProperty(name: string, options: PropertyOptions = {}): PropertyReport {
   const p = checkProperty(name);
   if (options.mutant != null) checkMutant(options.mutant);
-  const saved = analysedMutant, savedShrink = shrinking;
-  analysedMutant = options.mutant ?? null;
-  shrinking = options.shrink ?? true;
+  const saved = searchState.mutant, savedShrink = searchState.shrink;
+  searchState.mutant = options.mutant ?? null;
+  searchState.shrink = options.shrink ?? true;
   try {
     return withMutant(options.mutant ?? null, () => p.run(options));
   } finally {
-    analysedMutant = saved;
-    shrinking = savedShrink;
+    searchState.mutant = saved;
+    searchState.shrink = savedShrink;
   }
 }
