@@ -175,7 +175,11 @@ export function readResult(dir: string, unit: RunUnit): UnitResult | null {
   }
 }
 
-/** Writes a unit's result atomically (temporary file, then rename). */
+/**
+ * Writes a unit's result atomically (temporary file, then rename). The spec is stored without
+ * `traceDir`: where the runner kept the traces is not part of the run (the trace is named by
+ * its key and SHA-256), so the same scenario under another `-o` gives the same bytes.
+ */
 export function writeResult(dir: string, r: UnitResult): void {
-  writeFileAtomic(runFile(dir, r.id), JSON.stringify(r) + '\n');
+  writeFileAtomic(runFile(dir, r.id), JSON.stringify({ ...r, spec: specIdentity(r.spec) }) + '\n');
 }

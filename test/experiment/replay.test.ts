@@ -82,6 +82,16 @@ describe('runner: record once, replay under every mode', () => {
     expect(rows.every((row) => row.divergence === null)).toBe(true);
   });
 
+  it('the same scenario under another -o directory gives byte-identical run files', async () => {
+    const other = tmp();
+    await runExperiment(scenario, { dir: join(other, 'elsewhere'), ...quiet });
+    for (const u of units) {
+      const a = readFileSync(runFile(dir, u.id), 'utf8'), b = readFileSync(runFile(join(other, 'elsewhere'), u.id), 'utf8');
+      expect(b).toBe(a);
+      expect(a).not.toContain(dir);
+    }
+  });
+
   it('resume does not re-record: the stored trace is reused', async () => {
     const before = statSync(traceFile()).mtimeMs;
     unlinkSync(runFile(dir, byMode('full').id));

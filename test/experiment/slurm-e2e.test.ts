@@ -3,7 +3,7 @@
  * single-node cluster (root, Debian's slurmctld/slurmd/slurm-client/munge), and
  * `virtlab experiment --backend slurm` runs a small sweep through it in 2 chunks, chunk 0
  * failing once half-way (VIRTLAB_TEST_FAIL_CHUNK_ONCE) and being resubmitted. Its run files
- * must be byte-identical to a local run of the same scenario in the same directory path, and
+ * must be byte-identical to a local run of the same scenario, and
  * its results table equal. Without Slurm the test says so and is skipped; with
  * VIRTLAB_REQUIRE_SLURM=1 (.ci/run sets it) a missing Slurm is a failure instead.
  */
