@@ -7,7 +7,7 @@ import { basename } from 'node:path';
 import { parseArgs } from 'node:util';
 import { writeReport } from '../analysis/report.js';
 import { runExperiment } from '../experiment/runner.js';
-import { loadScenario, ScenarioError, scenarioJsonSchema } from '../experiment/scenario.js';
+import { loadScenario, ScenarioError, scenarioJsonSchema, type Scenario } from '../experiment/scenario.js';
 import { StoreError } from '../experiment/store.js';
 import { SlurmError, SlurmInterrupted } from '../experiment/slurm-backend.js';
 import type { SlurmOptions } from '../experiment/slurm-backend.js';
@@ -84,12 +84,13 @@ export async function experimentCommand(argv: string[], io: CommandIo): Promise<
     if (!(real ? /^[0-9]+(\.[0-9]+)?$/ : /^[0-9]+$/).test(v) || n <= 0 || n > max) throw new RangeError(`--${flag}: expected a ${real ? 'number' : 'whole number'} in (0, ${max}], got "${v}"`);
     return n;
   };
-  let slurm: SlurmOptions | undefined;
+  // Slurm settings from the flags; the scenario's `slurm` section fills what the flags leave out.
+  let slurmFromFlags: SlurmOptions | undefined;
   try {
     if (backend === 'slurm') {
-      slurm = {
+      slurmFromFlags = {
         partition: values.partition, account: values.account, time: values.time, node: values.node, dryRun: values['dry-run'],
-        cpusPerTask: num('cpus-per-task', 1024), maxTasks: num('max-tasks', 1e6), extra: values.sbatch ?? [], chunkSize: num('chunk-size', 1e6),
+        cpusPerTask: num('cpus-per-task', 1024), maxTasks: num('max-tasks', 1e6), extra: values.sbatch, chunkSize: num('chunk-size', 1e6),
         chunkSeconds: num('chunk-seconds', 7 * 86400, true), maxAttempts: num('max-attempts', 100), pollSeconds: num('poll-seconds', 3600, true),
         log: (l) => io.stderr(l + '\n'), print: (l) => io.stdout(l + '\n'),
       };
@@ -102,6 +103,7 @@ export async function experimentCommand(argv: string[], io: CommandIo): Promise<
   const dir = values.out ?? `reports/${basename(file).replace(/\.json$/i, '')}`;
   try {
     const scenario = loadScenario(file);
+    const slurm = slurmFromFlags === undefined ? undefined : withScenarioSlurm(slurmFromFlags, scenario.slurm);
     const t0 = performance.now();
     const r = await runExperiment(scenario, { dir, jobs, resume: values.resume ?? false, executor: jobs === 0 ? 'inline' : 'workers', progressStream: io.progress, backend, slurm });
     if (slurm?.dryRun) return 0;
@@ -119,4 +121,15 @@ export async function experimentCommand(argv: string[], io: CommandIo): Promise<
     if (e instanceof ScenarioError || e instanceof StoreError || e instanceof SlurmError) { io.stderr(`virtlab: ${e.message}\n`); return 2; }
     throw e;
   }
+}
+
+/** Flags first; a setting the flags leave out comes from the scenario's `slurm` section. */
+function withScenarioSlurm(f: SlurmOptions, sc: Scenario['slurm']): SlurmOptions {
+  return {
+    ...f,
+    partition: f.partition ?? sc.partition, account: f.account ?? sc.account, time: f.time ?? sc.time,
+    cpusPerTask: f.cpusPerTask ?? sc.cpusPerTask, maxTasks: f.maxTasks ?? sc.maxTasks, extra: f.extra ?? sc.sbatch ?? [],
+    chunkSize: f.chunkSize ?? sc.chunkSize, chunkSeconds: f.chunkSeconds ?? sc.chunkSeconds,
+    maxAttempts: f.maxAttempts ?? sc.maxAttempts, pollSeconds: f.pollSeconds ?? sc.pollSeconds,
+  };
 }

@@ -66,6 +66,24 @@ const Sweep = z.object({
   profiles: z.array(z.string().min(1)).min(1).optional().describe('profile labels to sweep (default: all)'),
 }).strict();
 
+/**
+ * Settings of the Slurm back end (`--backend slurm`, docs/cluster.md) kept with the scenario;
+ * a command-line flag overrides the same setting here. They do not enter any unit's id: where a
+ * run is executed does not change its result.
+ */
+const SlurmSettings = z.object({
+  partition: z.string().min(1).optional(),
+  account: z.string().min(1).optional(),
+  time: z.string().regex(/^(\d+-)?\d+(:\d+){0,2}$/, 'a Slurm time limit such as 1:00:00 or 2-00:00:00').optional().describe('per-task time limit, Slurm format'),
+  cpusPerTask: z.number().int().min(1).max(1024).optional(),
+  maxTasks: z.number().int().min(1).optional().describe('array throttle %N'),
+  sbatch: z.array(z.string().min(1)).optional().describe('extra #SBATCH options, e.g. "--mem=2G"'),
+  chunkSize: z.number().int().min(1).optional().describe('units per chunk (default: from a calibration run)'),
+  chunkSeconds: z.number().positive().optional().describe('target wall time of a task (default 600)'),
+  maxAttempts: z.number().int().min(1).max(100).optional(),
+  pollSeconds: z.number().positive().max(3600).optional(),
+}).strict();
+
 /** The scenario file's shape (structure only; names and paths are checked by `loadScenario`). */
 export const ScenarioSchema = z.object({
   $schema: z.string().optional(),
@@ -77,6 +95,7 @@ export const ScenarioSchema = z.object({
   seeds: z.array(z.number().int().nonnegative()).min(1).optional().describe('values of the `seed` parameter for workloads that have one (default: their default)'),
   sweeps: z.array(Sweep).optional(),
   timelineSlice: z.number().int().min(1000).optional().describe('guest instructions between timeline samples (default 20000)'),
+  slurm: SlurmSettings.optional().describe('settings of the Slurm back end (flags override them)'),
 }).strict();
 export type ScenarioInput = z.infer<typeof ScenarioSchema>;
 
@@ -128,6 +147,8 @@ export interface Scenario {
   readonly seeds: readonly number[] | null;
   readonly sweeps: readonly ScenarioSweep[];
   readonly timelineSlice: number;
+  /** Slurm back-end settings from the file (empty when it has none). */
+  readonly slurm: Readonly<z.infer<typeof SlurmSettings>>;
 }
 
 /** The JSON Schema of scenario files (draft 2020-12), for editors. */
@@ -307,7 +328,7 @@ export function validateScenario(data: unknown, file: string, sha256 = ''): Scen
   const d = r.data!;
   return {
     file, sha256, source: data, name: d.name, description: d.description ?? '',
-    workloads, modes: out, profiles, seeds: d.seeds ?? null, sweeps, timelineSlice: d.timelineSlice ?? 20_000,
+    workloads, modes: out, profiles, seeds: d.seeds ?? null, sweeps, timelineSlice: d.timelineSlice ?? 20_000, slurm: d.slurm ?? {},
   };
 }
 

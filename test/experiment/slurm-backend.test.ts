@@ -19,6 +19,7 @@ import { expandIndices, isTerminal, parseSqueue, SlurmError } from '../../src/ex
 import { arraySpec, batchScript } from '../../src/experiment/slurm-script.js';
 import { manifestFor, openStore, runFile, withTraceDir } from '../../src/experiment/store.js';
 import { runChunkCommand } from '../../src/cli/run-chunk.js';
+import { experimentCommand } from '../../src/cli/experiment.js';
 
 const dirs: string[] = [];
 const tmp = (): string => { const d = mkdtempSync(join(tmpdir(), 'virtlab-slurm-')); dirs.push(d); return d; };
@@ -215,5 +216,27 @@ describe('bad input and failures (stand-in Slurm tools)', () => {
     expect(text).toMatch(/^plan: 4 runs, 0 already stored, 4 to run in 1 chunk\(s\) of up to \d+ run\(s\)/);
     expect(text).toMatch(/core-hours in all/);
     expect(text).toContain('#SBATCH --cpus-per-task=1');
+  }, 60_000);
+  it("takes the scenario's slurm settings; a flag overrides the same setting", async () => {
+    const d = tmp();
+    const file = join(d, 'with-slurm.json');
+    writeFileSync(file, JSON.stringify({
+      name: 'with-slurm', workloads: [{ name: 'syscall', params: { n: 20 } }], modes: ['native'], profiles: ['p4-2005'],
+      slurm: { partition: 'debug', account: 'lab7', cpusPerTask: 2, sbatch: ['--mem=1G'], chunkSeconds: 300 },
+    }));
+    const out: string[] = [], err: string[] = [];
+    const io = { stdout: (x: string) => { out.push(x); }, stderr: (x: string) => { err.push(x); } };
+    const code = await experimentCommand([file, '-o', join(d, 'exp'), '--backend', 'slurm', '--dry-run', '--cpus-per-task', '3', '--account', 'other'], io);
+    expect(code, err.join('')).toBe(0);
+    const text = out.join('');
+    expect(text).toContain('#SBATCH --partition=debug');
+    expect(text).toContain('#SBATCH --account=other');
+    expect(text).toContain('#SBATCH --cpus-per-task=3');
+    expect(text).toContain('#SBATCH --mem=1G');
+    // A bad setting in the file is a scenario error naming the file and the path.
+    writeFileSync(file, JSON.stringify({ name: 'x', workloads: [{ name: 'syscall' }], modes: ['native'], profiles: ['p4-2005'], slurm: { time: 'soon' } }));
+    err.length = 0;
+    expect(await experimentCommand([file, '-o', join(d, 'exp2'), '--backend', 'slurm', '--dry-run'], io)).toBe(2);
+    expect(err.join('')).toMatch(/with-slurm\.json.*slurm\.time/);
   }, 60_000);
 });
