@@ -9,6 +9,7 @@
  *   index.html          self-contained, offline (vega, vega-lite, vega-embed inlined)
  *   summary.md
  */
+import { refreshReportsIndex } from './report-index.js';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ColumnTable } from 'arquero';
@@ -127,6 +128,7 @@ export async function writeReport(dir: string): Promise<ReportOutput> {
   const profiles = profileInfo(e);
   put('summary.md', summaryMarkdown(e, summary, found, charts, profiles));
   put('index.html', reportHtml(e, summary, found, charts, profiles, rows));
+  refreshReportsIndex(dir);
   return { files, findings: found, charts };
 }
 
