@@ -7,19 +7,29 @@
  * - sys-heavy: ring 3 ↔ ring 0 round trips (INT 0x80, SYSENTER/SYSEXIT), demand page
  *   faults, unmaps with INVLPG, timer interrupts; test/guests/src/sys.c built with -DHEAVY.
  *
+ * - the verifier: seconds to the first counterexample for every mutant of the catalogue
+ *   (issue 8's target: under 10 s on average), one seed, unshrunk (`virtlab verify --mutants`
+ *   gives the full table over several seeds).
+ * - the assembler: instructions assembled per second (guest images are assembled at run time).
+ *
  * Figures are printed, never asserted. Options: --repeat N (best of N runs, default 1),
- * --no-v86 (skip the comparison), --guest NAME (run only that virtlab guest).
+ * --no-v86 (skip the comparison), --no-verify (skip the verifier), --guest NAME (run only
+ * that virtlab guest).
  */
 import { parseArgs } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { newMachine, readExpected, readGuest, describeExit, GUEST_MEMORY_MIB } from '../test/e2e/guest-harness.js';
 import { runOnV86, v86Unavailable } from './v86-peer.js';
+import { runMutants } from '../src/verify/mutation.js';
+import { Assembler } from '../src/x86/assembler.js';
+import { eax, ecx, edx, dword, mem } from '../src/x86/operands.js';
 
 const { values: opts } = parseArgs({
   options: {
     repeat: { type: 'string', default: '1' },
     'no-v86': { type: 'boolean', default: false },
+    'no-verify': { type: 'boolean', default: false },
     guest: { type: 'string', multiple: true },
   },
 });
@@ -92,6 +102,9 @@ async function main(): Promise<void> {
       `${r.exit}; output ${r.matches ? 'matches QEMU' : 'DIFFERS FROM QEMU'}`);
   }
 
+  benchAssembler();
+  if (!opts['no-verify']) benchVerifier();
+
   const peer = 'compute-bench';
   if (opts['no-v86']) { console.log('v86 comparison skipped (--no-v86)'); return; }
   const why = v86Unavailable();
@@ -118,6 +131,32 @@ async function main(): Promise<void> {
     `= ${vMips.toFixed(1)} M/s; output ${v.debugcon === expected.debugcon ? 'matches QEMU' : 'DIFFERS FROM QEMU'}, exit value 0x${v.exitValue.toString(16)}`);
   console.log(`virtlab/v86: time ${(mine.seconds / v.secondsGuest).toFixed(1)}x, speed ${(mMips / vMips).toFixed(3)}x ` +
     `(virtlab ${mMips.toFixed(2)} M/s, v86 ${vMips.toFixed(1)} M/s)`);
+}
+
+/** Assembler throughput on 30,000 instructions with 3,000 labels. */
+function benchAssembler(): void {
+  const t0 = performance.now();
+  const a = new Assembler();
+  const labels = Array.from({ length: 3000 }, (_, i) => a.label(`f${i}`));
+  for (let i = 0; i < 3000; i++) {
+    a.bind(labels[i]!);
+    a.mov(eax, dword(ecx, i)); a.add(eax, 1); a.mov(dword(edx, 8), eax); a.cmp(eax, i);
+    a.jz(labels[(i * 7 + 1) % 3000]!); a.call(labels[(i * 13) % 3000]!); a.lea(ecx, mem({ base: eax, disp: 4 }));
+    a.push(ecx); a.pop(edx); a.ret();
+  }
+  a.build();
+  const s = (performance.now() - t0) / 1000;
+  console.log(`assembler: 30,000 instructions, 3,000 labels in ${s.toFixed(2)} s = ${(30_000 / s / 1000).toFixed(0)} k instructions/s`);
+}
+
+/** Seconds to the first counterexample per mutant (one seed, 150 runs, unshrunk). */
+function benchVerifier(): void {
+  console.log('verifier: every mutant, seed 1, up to 150 runs per property, unshrunk...');
+  const rs = runMutants({ seeds: 1, runs: 150, shrink: false });
+  for (const r of rs) console.log(`  ${r.mutant.padEnd(26)} ${r.caught ? `${r.meanSeconds!.toFixed(2)} s, ${r.meanRuns} runs (${r.property})` : 'NOT CAUGHT'}`);
+  const caught = rs.filter((r) => r.caught);
+  const slowest = caught.reduce((m, r) => (r.meanSeconds! > m.meanSeconds! ? r : m), caught[0]!);
+  console.log(`verifier: ${caught.length} of ${rs.length} mutants caught; mean ${(caught.reduce((t, r) => t + r.meanSeconds!, 0) / caught.length).toFixed(2)} s, slowest ${slowest.mutant} ${slowest.meanSeconds!.toFixed(2)} s (target: under 10 s)`);
 }
 
 main().then(

@@ -452,8 +452,7 @@ describe('programs run on virtlab\'s CPU', () => {
 });
 
 describe('scale', () => {
-  it('assembles 30,000 instructions with labels in well under a few seconds', () => {
-    const t0 = performance.now();
+  it('assembles 30,000 instructions with 3,000 forward and backward labels (speed: npm run bench)', () => {
     const a = new Assembler();
     const labels = Array.from({ length: 3000 }, (_, i) => a.label(`f${i}`));
     for (let i = 0; i < 3000; i++) {
@@ -470,9 +469,7 @@ describe('scale', () => {
       a.ret();
     }
     const r = a.build();
-    const ms = performance.now() - t0;
     expect(r.symbols.length).toBe(3000);
-    expect(ms).toBeLessThan(8000);
   });
 });
 
