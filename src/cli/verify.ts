@@ -2,32 +2,35 @@
  * `virtlab verify`: runs a verification property (docs/verification.md), the mutation
  * analysis, or replays a saved counterexample.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { MUTANT_NAMES, checkMutant } from '../vmm/mutants.js';
 import { runMutants, type MutantResult } from '../verify/mutation.js';
-import { checkProperty, difference, PROPERTY_NAMES, runProperty, type PropertyReport, type PvProgram } from '../verify/properties.js';
-import { runPvActions } from '../verify/pv-isolation.js';
-import { listing, type GuestProgram } from '../verify/guest-program.js';
-import { CONFIGS, runProgram } from '../verify/run.js';
+import { checkProperty, PROPERTY_NAMES, runProperty, type PropertyReport } from '../verify/properties.js';
+import { CASE_KINDS, CASE_SCHEMA, caseFile, CaseFileError, caseKind, replayFile, reportCaseFile, writeCaseFile } from '../verify/replay.js';
+import { CONFIGS } from '../verify/run.js';
 import { UsageError } from './errors.js';
 import { mutantReportHtml, writeMutantReport } from '../verify/report.js';
 
 export const VERIFY_USAGE = `usage: virtlab verify --property NAME [--runs N] [--seed S] [--config C,...] [--mutant M] [--exclude OP,...] [--save FILE] [--json FILE]
        virtlab verify --mutants [--only M,...] [--seeds N] [--runs N] [--json FILE] [--html FILE] [-o DIR]
-       virtlab verify --replay FILE [--config C,...]
+       virtlab verify --replay FILE [--config C,...] [--mutant M|none]
        virtlab verify --list
 
 properties: ${PROPERTY_NAMES.join(', ')}
 configurations: ${CONFIGS.join(', ')}
 mutants: ${MUTANT_NAMES.join(', ')}
-A counterexample is saved (--save) as the guest program's JSON; --replay runs it natively
-and under each configuration and prints the differences (a pv-isolation counterexample,
-{ "pv": [actions] }, is replayed on a freshly booted pv domain, hypercall by hypercall).
+A counterexample is saved (--save FILE; --mutants: one file per caught mutant) as a
+${CASE_SCHEMA} file: the case and what produced it (property, configurations, seed,
+mutant). --replay runs it again under those conditions, its mutant active (--mutant M sets
+or overrides it, --mutant none replays without), prints the listing and a result per
+configuration, and exits 1 when the failure shows, 0 when not. Kinds of case: ${CASE_KINDS.map((k) => k.what).join('; ')}.
 Exit status 0 when the property
 holds (trap-not-equivalent: when its counterexamples are found), 1 otherwise, 2 for bad input.
 --mutants -o DIR writes the mutant report beside the experiment reports (e.g. -o reports/verify):
-DIR/index.html, DIR/mutants.json, DIR/charts/time-to-failure.{vl.json,svg,png}.
+DIR/index.html, DIR/mutants.json, DIR/charts/time-to-failure.{vl.json,svg,png} and
+DIR/counterexamples/<mutant>.json (without -o, beside --json FILE).
 `;
 
 function int(flag: string, text: string | undefined, dflt: number, min: number, max: number): number {
@@ -80,33 +83,43 @@ export function verifyCommand(argv: string[], io: { stdout: (s: string) => void;
   const runs = v.runs === undefined ? undefined : int('--runs', v.runs, 0, 1, 1_000_000);
   const seed = int('--seed', v.seed, 1, 0, 0x7fffffff);
   if (v.replay !== undefined) {
-    let p: GuestProgram;
-    try { p = JSON.parse(readFileSync(v.replay, 'utf8')) as GuestProgram; } catch (e) { throw new UsageError(`verify --replay ${v.replay}: ${(e as Error).message.split('\n')[0]}`); }
-    const pv = (p as unknown as PvProgram).pv;
-    if (pv !== undefined) {
-      // A pv-isolation counterexample: the action sequence, run on a freshly booted pv domain.
-      if (!Array.isArray(pv)) throw new UsageError(`verify --replay ${v.replay}: expected "pv" to be an array of actions`);
-      const r = runPvActions(pv);
-      for (const l of r.log) io.stdout(`  ${l}\n`);
-      io.stdout(`pv: ${r.violation ?? 'all invariants hold'}\n`);
-      return r.violation === null ? 0 : 1;
+    let mutant: string | null | undefined;
+    if (v.mutant === 'none') mutant = null;
+    else if (v.mutant !== undefined) { try { checkMutant(v.mutant); } catch (e) { throw new UsageError(`verify --mutant: ${(e as Error).message} (or none)`); } mutant = v.mutant; }
+    let r;
+    try { r = replayFile(v.replay, { configs: configs(v.config), mutant }); } catch (e) {
+      if (e instanceof CaseFileError) throw new UsageError(`verify --replay ${e.message}`);
+      throw e;
     }
-    if (!Array.isArray(p.items) || !Array.isArray(p.regs) || typeof p.paging !== 'boolean') throw new UsageError(`verify --replay ${v.replay}: expected a guest program (JSON with regs, items, paging)`);
-    for (const l of listing(p.items)) io.stdout(`  ${l}\n`);
-    const ref = runProgram(p, 'native');
-    let differs = false;
-    for (const c of configs(v.config) ?? CONFIGS.filter((x) => x !== 'native' && x !== 'pv')) {
-      const r = runProgram(p, c);
-      const d = difference(ref, r, p.paging);
-      io.stdout(`${c}: ${d ?? 'same outcome as native'} (${r.exit})\n`);
-      differs ||= d !== null;
-    }
-    return differs ? 1 : 0;
+    const f = r.file;
+    const from = f.property === null ? 'property not recorded' : `property ${f.property}${f.configs ? ` (${f.configs.join(', ')})` : ''}${f.seed !== null ? `, seed ${f.seed}` : ''}`;
+    io.stdout(`${v.replay}: ${r.kind.what}; ${from}; mutant ${r.mutant ?? 'none'}${r.mutant !== f.mutant ? ` (the file's: ${f.mutant ?? 'none'})` : ''}\n`);
+    for (const l of r.result.listing) io.stdout(`  ${l}\n`);
+    for (const l of r.result.log ?? []) io.stdout(`  | ${l}\n`);
+    for (const l of r.result.lines ?? []) io.stdout(`${l}\n`);
+    for (const x of r.result.results) io.stdout(`${x.config}: ${x.failed ? 'FAIL' : 'ok'}: ${x.detail}\n`);
+    for (const n of r.result.notes ?? []) io.stdout(`  note: ${n}\n`);
+    const n = r.result.results.filter((x) => x.failed).length;
+    io.stdout(r.failed ? `replay: FAIL (${n} of ${r.result.results.length} show the failure)\n` : `replay: PASS (none of ${r.result.results.length} shows a failure)\n`);
+    return r.failed ? 1 : 0;
   }
   if (v.mutants) {
     const only = v.only?.split(',').filter(Boolean);
     for (const m of only ?? []) { try { checkMutant(m); } catch (e) { throw new UsageError(`verify --only: ${(e as Error).message}`); } }
-    const results = runMutants({ mutants: only, seeds: int('--seeds', v.seeds, 3, 1, 100), runs: runs ?? 60, onResult: (r) => io.stdout(mutantLine(r)) });
+    // Each caught mutant's counterexample as a file: DIR/counterexamples/<mutant>.json (-o DIR), else beside --json FILE.
+    const cxDir = v.out ?? (v.json !== undefined ? dirname(v.json) : null);
+    const files = new Map<string, string>();
+    const results = runMutants({
+      mutants: only, seeds: int('--seeds', v.seeds, 3, 1, 100), runs: runs ?? 60,
+      onResult: (r) => {
+        if (cxDir !== null && r.counterexample !== null && r.caughtBy != null) {
+          const rel = `counterexamples/${r.mutant}.json`;
+          writeCaseFile(join(cxDir, rel), caseFile(r.counterexample, { ...r.caughtBy, mutant: r.mutant }));
+          files.set(r.mutant, rel);
+        }
+        io.stdout(mutantLine(r) + (files.has(r.mutant) ? `${''.padEnd(25)}counterexample: ${join(cxDir!, files.get(r.mutant)!)}\n` : ''));
+      },
+    }).map((r) => ({ ...r, counterexampleFile: files.get(r.mutant) ?? null }));
     const caught = results.filter((r) => r.caught).length;
     io.stdout(`${caught} of ${results.length} mutants caught\n`);
     const meta = { seeds: int('--seeds', v.seeds, 3, 1, 100), runs: runs ?? 60 };
@@ -125,9 +138,11 @@ export function verifyCommand(argv: string[], io: { stdout: (s: string) => void;
   const r = runProperty(v.property, { runs, seed, configs: configs(v.config), mutant: v.mutant ?? null, exclude: v.exclude?.split(',').filter(Boolean) });
   printReport(r, io.stdout);
   if (v.json !== undefined) writeFileSync(v.json, JSON.stringify(r, null, 2) + '\n');
-  if (v.save !== undefined && r.counterexample !== null) {
-    writeFileSync(v.save, JSON.stringify(r.counterexample.program, null, 2) + '\n');
+  const cx = reportCaseFile(r, v.mutant ?? null);
+  if (v.save !== undefined && cx !== null) {
+    writeCaseFile(v.save, cx);
     io.stdout(`counterexample saved to ${v.save} (virtlab verify --replay ${v.save})\n`);
+    if (r.property === 'noninterference' && caseKind(cx.case)?.key === 'items') io.stderr(`verify --save ${v.save}: only VM A's program was saved (noninterference does not give its whole case yet): --replay cannot reproduce it\n`);
   }
   return r.ok ? 0 : 1;
 }

@@ -35,14 +35,15 @@ export function timeToFailureChart(results: readonly MutantResult[]): TopLevelSp
   } as TopLevelSpec;
 }
 
-const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
 /** The HTML report (deterministic for the same results). */
 export function mutantReportHtml(results: readonly MutantResult[], meta: { seeds: number; runs: number }, svg: string | null = null): string {
   const b = browserBuilds();
   const rows = results.map((r) => `<tr><td>${esc(r.mutant)}</td><td>${esc(r.description)}</td><td>${r.caught ? `yes (${r.caughtSeeds}/${r.seeds})` : '<b>no</b>'}</td>`
     + `<td>${esc(r.property ?? '')}</td><td>${r.meanRuns?.toFixed(1) ?? ''}</td><td>${r.meanSeconds?.toFixed(3) ?? ''}</td>`
-    + `<td>${r.counterexample ? `${esc(r.counterexample.message)}<pre>${esc(r.counterexample.listing.join('\n'))}</pre>` : ''}</td></tr>`).join('\n');
+    + `<td>${r.counterexample ? `${esc(r.counterexample.message)}<pre>${esc(r.counterexample.listing.join('\n'))}</pre>` : ''}`
+    + `${r.counterexampleFile ? `file: <a href="${esc(r.counterexampleFile)}">${esc(r.counterexampleFile)}</a> (<code>virtlab verify --replay</code>)` : ''}</td></tr>`).join('\n');
   const caught = results.filter((r) => r.caught).length;
   const spec = JSON.stringify(timeToFailureChart(results)).replace(/</g, '\\u003c');
   return `<!doctype html>
@@ -51,7 +52,7 @@ export function mutantReportHtml(results: readonly MutantResult[], meta: { seeds
 <script>${b.vega}</script><script>${b.vegaLite}</script><script>${b.vegaEmbed}</script>
 </head><body>
 <h1>Mutation analysis of the verifier</h1>
-<p>${caught} of ${results.length} mutants caught; ${meta.seeds} seed(s), at most ${meta.runs} generated guests per property per seed (docs/verification.md).</p>
+<p>${caught} of ${results.length} mutants caught; ${meta.seeds} seed(s), at most ${meta.runs} generated guests per property per seed (docs/verification.md). Each counterexample file replays with <code>virtlab verify --replay FILE</code>: it fails with its mutant and passes with <code>--mutant none</code>.</p>
 <div id="chart">${svg ?? ''}</div>
 ${svg === null ? `<script>vegaEmbed('#chart', ${spec}, { actions: false, renderer: 'svg' });</script>` : '<p>Chart: <a href="charts/time-to-failure.svg">SVG</a>, <a href="charts/time-to-failure.png">PNG</a>, <a href="charts/time-to-failure.vl.json">Vega-Lite spec</a>; data: <a href="mutants.json">mutants.json</a>.</p>'}
 <table><tr><th>mutant</th><th>bug</th><th>caught</th><th>by</th><th>mean runs</th><th>mean s</th><th>shrunk counterexample</th></tr>

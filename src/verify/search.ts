@@ -9,6 +9,8 @@ import { withMutant } from '../vmm/mutants.js';
 import { firstMemoryDifference, listing, PRIVILEGED_OPS, SENSITIVE_OPS, type GuestProgram, type Item } from './guest-program.js';
 import type { PvAction } from './pv-isolation.js';
 import type { UserGuestProgram } from './user-program.js';
+import type { KernelGuestProgram } from './kernel-program.js';
+import type { PairCaseFile } from './noninterference.js';
 import { UNSUPPORTED_CONFIGS, type Config, type VerifyRun } from './run.js';
 
 /** How a property is run. */
@@ -31,8 +33,14 @@ export interface PvProgram { readonly pv: readonly PvAction[] }
 /** A user-equivalence counterexample: the ring-3 program (src/verify/user-program.ts). */
 export interface UserProgramCx { readonly user: UserGuestProgram }
 
-/** What a counterexample file holds; the keys tell the kinds apart (`--replay`). */
-export type SavedCase = GuestProgram | PvProgram | UserProgramCx;
+/** A kernel-level counterexample (kernel-equivalence, pv-resource-control): src/verify/kernel-program.ts. */
+export interface KernelProgramCx { readonly kernel: KernelGuestProgram }
+
+/**
+ * What a counterexample file holds; the keys tell the kinds apart (`--replay`). A
+ * noninterference case is `{ pair: ... }` (noninterference.ts `PairCaseFile`, `replayPairCase`).
+ */
+export type SavedCase = GuestProgram | PvProgram | UserProgramCx | KernelProgramCx | PairCaseFile;
 
 /** A counterexample: the shrunk program, its disassembly, what went wrong. */
 export interface Counterexample {
@@ -92,7 +100,11 @@ export function systemOps(items: readonly Item[]): string[] {
   const walk = (xs: readonly Item[]): void => {
     for (const it of xs) {
       if (it.op === 'loop') walk(it.body);
-      else if (sys.has(it.op)) out.add(it.op === 'movsreg' ? `mov r/m, ${(it as { seg: string }).seg}` : it.op === 'pushseg' ? `push ${(it as { seg: string }).seg}` : it.op);
+      else if (sys.has(it.op)) {
+        out.add(it.op === 'movsreg' ? `mov r/m, ${(it as { seg: string }).seg}` : it.op === 'pushseg' ? `push ${(it as { seg: string }).seg}` : it.op);
+        // A ring transition or a CLI region: the instructions inside too.
+        if (it.op === 'ring3' || it.op === 'clisti') walk(it.body);
+      }
     }
   };
   walk(items);

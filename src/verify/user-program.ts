@@ -33,7 +33,7 @@ const REG16: Record<RegName, Reg> = { eax: ax, ecx: cx, edx: dx, ebx: bx, ebp: b
 const SEG = { cs, ss, ds } as const;
 
 /** Ops of `Ins` that fault in ring 3 (privileged, or port I/O at IOPL 0, or RET far to ring 0). */
-export const RING0_ONLY_OPS: ReadonlySet<string> = new Set(['out', 'cli', 'sti', 'crread', 'farret']);
+export const RING0_ONLY_OPS: ReadonlySet<string> = new Set(['out', 'cli', 'sti', 'crread', 'farret', 'farcall', 'farjmp', 'int', 'popseg', 'ring3']);
 
 /** Bytes of the program's data area (loads, stores, SGDT/SIDT targets), checksummed at the end. */
 export const USER_DATA_BYTES = 0x1000;

@@ -64,6 +64,16 @@ export const MUTANTS: readonly MutantInfo[] = [
     description: 'a writable grant mapping skips the frame-type check: a back end maps a page-table frame writable' },
   { name: 'pv-evtchn-send-unbound', modes: ['pv'], where: 'pv/event-channel.ts: send',
     description: 'EVTCHNOP_send on an unbound port sets that port pending (an event delivered on a channel nobody bound)' },
+  { name: 'io-bitmap-off-by-one', modes: ['hw-nested', 'hw-shadow'], where: 'hw/vmcs.ts: passThroughPorts',
+    description: "the I/O bitmap's pass-through range is taken as inclusive: port 0x81 (a DMA page register, beyond KVM's pass-through port 0x80) reaches the bus without a VM exit" },
+  { name: 'vpid-reuse-no-flush', modes: ['multi-vm'], where: 'multi-vm.ts: runMultiVm (first entry of a VM with a recycled tag)',
+    description: "a VM created with a recycled VPID/ASID is entered without flushing that tag (no INVVPID single-context): it starts with the previous owner's TLB entries" },
+  { name: 'virtual-if-ignored', modes: ['trap', 'full'], where: 'trap.ts: event (external interrupt)',
+    description: 'an external interrupt is reflected to the guest kernel at once although its virtual IF is clear (it executed CLI), instead of being held until STI/POPF/IRET' },
+  { name: 'hw-inject-ignores-if', modes: ['hw-nested', 'hw-shadow'], where: 'hw/hw.ts: intrChanged',
+    description: "an external interrupt is injected at once although the guest's RFLAGS.IF is clear (or STI/MOV SS blocking), instead of arming interrupt-window exiting" },
+  { name: 'pv-evtchn-wrong-domain', modes: ['pv', 'multi-vm'], where: 'pv/event-channel.ts: send',
+    description: 'EVTCHNOP_send on an interdomain channel between pv domains sets the pending bit in another domain than the peer (the lowest-numbered other one): an event delivered to the wrong domain' },
 ];
 
 /** Names of the catalogue. */

@@ -280,7 +280,7 @@ export class TrapMonitor implements Monitor {
       return;
     }
     if (kind === EventKind.External) {
-      if (!this.vifNow) { this.pending.push(vector); this.count('exit:interrupt-held', this.costs.trapRoundTrip); return; }
+      if (!this.vifNow && !mutant('virtual-if-ignored')) { this.pending.push(vector); this.count('exit:interrupt-held', this.costs.trapRoundTrip); return; } // verifier mutant
       this.count('exit:interrupt', this.costs.trapRoundTrip + this.costs.reflectEvent);
       this.reflect(vector, -1, EventKind.External);
       return;
@@ -345,13 +345,7 @@ export class TrapMonitor implements Monitor {
     const v = this.v;
     const fromKernel = cpu.cpl === 1;
     const vif = this.vifNow;
-    if (v.trBase !== 0 || v.trSel !== 0) {
-      const esp0 = this.readGuestLin32(v.trBase + 4);
-      const ss0 = this.readGuestLin32(v.trBase + 8) & 0xffff;
-      const tss = this.tssPhys;
-      cpu.mem.write32(tss + 12, esp0);
-      cpu.mem.write32(tss + 16, (ss0 & 0xfffc) | 1);
-    }
+    this.syncRingStack();
     // Fill the shadow for what delivery touches (the gate, the frame), so that the CPU's
     // delivery does not take hidden faults (which it would chain into #DF).
     this.shadow.prefault(v.idtrBase + vector * 8, false);
@@ -385,6 +379,20 @@ export class TrapMonitor implements Monitor {
     if (!mutant('reflect-real-flags')) this.writeStack(at + 2 * sz, (fl & ~(IF | IOPL)) | (vif ? IF : 0) | (v.iopl << 12), size32); // verifier mutant
     if (interruptGate) v.vif = false; else v.vif = vif;
     cpu.flags = (cpu.flags | IF) >>> 0;
+  }
+
+  /**
+   * The monitor TSS's SS1:ESP1 (where events and call gates from ring 3 enter ring 1) from
+   * the guest TSS's SS0:ESP0: at each reflection and at LTR, so that a call gate from guest
+   * user code before any reflected event does not find SS1 null (#TS).
+   */
+  private syncRingStack(): void {
+    const v = this.v;
+    if (v.trBase === 0 && v.trSel === 0) return;
+    const esp0 = this.readGuestLin32(v.trBase + 4);
+    const ss0 = this.readGuestLin32(v.trBase + 8) & 0xffff;
+    this.cpu.mem.write32(this.tssPhys + 12, esp0);
+    this.cpu.mem.write32(this.tssPhys + 16, (ss0 & 0xfffc) | 1);
   }
 
   private readStack(lin: number, size32: boolean): number {
@@ -550,6 +558,7 @@ export class TrapMonitor implements Monitor {
           v.trBase = ((lo >>> 16) | ((hi & 0xff) << 16) | (hi & 0xff000000)) | 0;
           v.trLimit = (lo & 0xffff) | (hi & 0xf0000);
           this.rebuildGdt();
+          this.syncRingStack();
           return done('ltr');
         }
         restart();

@@ -58,3 +58,60 @@ describe('full: RET far / IRET to the guest kernel leave the frame as the guest 
     expect(parseInt(at(TOP - 0x80 - 4).split(':')[1]!, 16) & 0x200).toBe(0);
   });
 });
+
+// Regressions for what the verifier's far-transfer, INT n, segment-load and ring-transition
+// items found (docs/verification.md, "Findings"): `full` let kernel code load selectors the
+// bare CPU refuses at CPL 0 (DPL compression: the monitor's copies say DPL 1); `full` kept a
+// stale virtual IF after IRET to user code and a call gate back; `trap`/`full` left the
+// monitor TSS's ring-1 stack unset until the first reflected event, so a call gate from
+// guest user code took #TS.
+describe('full/trap: far transfers, segment loads and ring transitions equal native', () => {
+  const grid = (items: GuestProgram['items']): GuestProgram => ({ regs: [1, 2, 3, 4, 5, 6, 7], paging: false, items });
+
+  it('far CALL/JMP to an RPL-1 selector or a DPL-1 code segment, POP DS of RPL 1: #GP as natively', () => {
+    for (const items of [
+      [{ op: 'farcall' as const, sel: 0x09 }], [{ op: 'farcall' as const, sel: 0x58 }], [{ op: 'farcall' as const, sel: 0x58, ind: true }],
+      [{ op: 'farjmp' as const, sel: 0x58 }], [{ op: 'farjmp' as const, sel: 0x09, ind: true }],
+      [{ op: 'popseg' as const, seg: 'ds' as const, sel: 0x11 }], [{ op: 'popseg' as const, seg: 'gs' as const, sel: 0x09 }],
+    ]) {
+      const p = grid(items);
+      const n = runProgram(p, 'native');
+      expect(n.outcome.dump[9], JSON.stringify(items)).toBe(14); // #GP (vector 13, + 1)
+      expect(equivalenceCheck(p, ['full']), JSON.stringify(items)).toBeNull();
+    }
+    // What the bare CPU accepts still works: the pushed CS is the virtual 0x08.
+    const ok = grid([{ op: 'farcall', sel: 0x08 }, { op: 'farcall', sel: 0x48 }, { op: 'farjmp', sel: 0x68 }, { op: 'popseg', seg: 'ds', sel: 0x18 }]);
+    expect(equivalenceCheck(ok, ['full'])).toBeNull();
+    expect(runProgram(ok, 'full').outcome.dump[9]).toBe(0);
+  });
+
+  it('IRET to ring 3 (IF set) and a call gate back: the kernel sees IF set, as natively', () => {
+    // The harness starts with IF clear; the IRET image sets it; PUSHF after the return shows it.
+    const p = grid([{ op: 'ring3', fl: 0x202, body: [] }, { op: 'pushf', d: 'eax' }]);
+    expect(runProgram(p, 'native').outcome.dump[0]! & 0x200).toBe(0x200);
+    expect(equivalenceCheck(p, ['full'])).toBeNull();
+  });
+
+  it('a call gate from guest user code before any reflected event: no #TS (trap and full)', () => {
+    const p = grid([{ op: 'ring3', body: [{ op: 'alui', f: 'add', d: 'eax', imm: 5 }] }]);
+    for (const c of ['trap', 'full']) {
+      const r = runProgram(p, c);
+      expect(r.outcome.dump[9], c).toBe(0);
+      expect(r.machine.mem.read32(LAYOUT.rec + 16), c).toBe(0x23); // the CS the gate pushed
+      expect(equivalenceCheck(p, [c])).toBeNull();
+    }
+  });
+});
+
+// `full`'s LAR showed the accessed bit of the wrong descriptor when its source and destination
+// are one register (it read the selector back after LAR had overwritten it). Found by the
+// verifier's equivalence once ring-3 code set the accessed bit of the ring-3 data descriptor
+// (0x18, not pre-accessed by the harness).
+describe('full: LAR reg, reg shows the accessed bit the CPU set', () => {
+  it('ring 3 loads DS = 0x1b, then lar eax, eax (eax = 0x18) in the kernel: equals native', () => {
+    const p: GuestProgram = { regs: [0, 0, 0, 0, 0, 0, 0], paging: false, items: [{ op: 'ring3', body: [] }, { op: 'lar', d: 'eax', sel: 0x18 }] };
+    const n = runProgram(p, 'native');
+    expect(n.outcome.dump[0]! & 0x100).toBe(0x100); // accessed
+    expect(equivalenceCheck(p, ['full'])).toBeNull();
+  });
+});

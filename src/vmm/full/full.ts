@@ -319,11 +319,27 @@ export class FullMonitor implements Monitor {
     for (let op = 0x180; op <= 0x18f; op++) transfers.push(op);
     for (const op of transfers) {
       if (op === 0x9a) continue;
-      if (op === 0xca || op === 0xcb || op === 0xcf) {
+      if (op === 0xea) {
+        // JMP far ptr16:16/32 in kernel code: the guest's own privilege checks first.
         both(op, (h) => (cpu) => {
-          if (cpu.cpl === 1 && this.inEvent === 0) this.noteKernelReturn(cpu, op === 0xcf);
+          const sel = cpu.cpl === 1 && this.inEvent === 0 ? this.peekPtrSelector(cpu) : -1;
+          if (sel >= 0) this.checkFar(cpu, sel, 'jmp');
           h(cpu);
           if (cpu.cpl === 1) this.enter(cpu);
+        });
+        continue;
+      }
+      if (op === 0xca || op === 0xcb || op === 0xcf) {
+        both(op, (h) => (cpu) => {
+          const fromKernel = cpu.cpl === 1 && this.inEvent === 0;
+          if (fromKernel) this.noteKernelReturn(cpu, op === 0xcf);
+          const fl = fromKernel && op === 0xcf ? this.peekIretFlags(cpu) : -1;
+          h(cpu);
+          if (cpu.cpl === 1) this.enter(cpu);
+          // IRET from the kernel to user code (run by the CPU at ring 1, which keeps IF and
+          // IOPL): the popped IF and IOPL are the kernel's virtual ones when it is next
+          // entered (through a call gate the monitor does not see, natively they persist).
+          else if (fl >= 0 && cpu.cpl === 3) { this.trap.v.vif = (fl & IF) !== 0; this.trap.v.iopl = (fl & IOPL) >>> 12; }
         });
         continue;
       }
@@ -332,6 +348,8 @@ export class FullMonitor implements Monitor {
     // CALL far within the kernel: the pushed CS shows the virtual RPL 0.
     both(0x9a, (h) => (cpu) => {
       const cpl = cpu.cpl;
+      const sel = cpl === 1 && this.inEvent === 0 ? this.peekPtrSelector(cpu) : -1;
+      if (sel >= 0) this.checkFar(cpu, sel, 'call');
       h(cpu);
       if (cpl !== 1 || cpu.cpl !== 1) return;
       this.fixPushedCs(cpu);
@@ -339,6 +357,15 @@ export class FullMonitor implements Monitor {
     });
     both(0xff, (h) => (cpu) => {
       const cpl = cpu.cpl;
+      if (cpl === 1 && this.inEvent === 0) {
+        // CALL/JMP m16:16/32: the selector after the offset, checked against the guest's descriptor.
+        const at = cpu.eip, cycles = cpu.cycles;
+        cpu.decodeModrm();
+        const r = cpu.modrmReg;
+        const sel = (r === 3 || r === 5) && cpu.modrmMod !== 3 ? this.peekGuest16(cpu, cpu.segBase[cpu.eaSeg]! + cpu.eaOffset + (cpu.opsize32 ? 4 : 2)) : -1;
+        cpu.eip = at; cpu.cycles = cycles; // the handler decodes (and charges) it again
+        if (sel >= 0) this.checkFar(cpu, sel, r === 3 ? 'call' : 'jmp');
+      }
       h(cpu);
       if (cpl !== 1 || cpu.cpl !== 1 || cpu.modrmReg < 2 || cpu.modrmReg > 5) return;
       if (cpu.modrmReg === 3) this.fixPushedCs(cpu);
@@ -431,9 +458,16 @@ export class FullMonitor implements Monitor {
     for (const op of [0x102, 0x103]) {
       both(op, (h) => (cpu) => {
         if (cpu.cpl !== 1) { h(cpu); return; }
+        // The selector, read before LAR writes its result (`lar eax, eax` overwrites it).
+        let sel = -1;
+        if (op === 0x102) {
+          const at = cpu.eip, cycles = cpu.cycles;
+          cpu.decodeModrm();
+          sel = cpu.modrmMod === 3 ? cpu.r16[cpu.modrmRm << 1]! : this.peekGuest16(cpu, cpu.segBase[cpu.eaSeg]! + cpu.eaOffset);
+          cpu.eip = at; cpu.cycles = cycles; // the handler decodes (and charges) it again
+        }
         this.withGuestTables(cpu, h);
-        if (op === 0x102 && (cpu.flags & 0x40) !== 0) {
-          const sel = cpu.readRM16();
+        if (op === 0x102 && sel >= 0 && (cpu.flags & 0x40) !== 0) {
           const base = (sel & 4) !== 0 ? cpu.ldtrBase : cpu.gdtrBase;
           const hi = cpu.readLin32((base + (sel & 0xfff8) + 4) >>> 0, false);
           if ((hi & 0x1100) === 0x1100) {
@@ -444,6 +478,30 @@ export class FullMonitor implements Monitor {
         inTc(cpu, op === 0x102 ? 'lar' : 'lsl');
       });
     }
+    // POP DS/ES/FS/GS and MOV DS/ES/FS/GS, r/m16 in kernel code: the guest's own privilege
+    // check first (the monitor's copies, DPL 0 made 1, accept an RPL-1 selector of a DPL-0
+    // descriptor, which the guest's kernel at CPL 0 may not load).
+    for (const op of [0x07, 0x1f, 0x1a1, 0x1a9]) {
+      both(op, (h) => (cpu) => {
+        if (cpu.cpl === 1) {
+          const sel = this.peekGuest16(cpu, cpu.segBase[SS]! + (cpu.ss32 ? cpu.r32[ESP]! : cpu.r16[ESP << 1]!));
+          if (sel >= 0) this.checkFar(cpu, sel, 'data');
+        }
+        h(cpu);
+      });
+    }
+    both(0x8e, (h) => (cpu) => {
+      if (cpu.cpl === 1) {
+        const at = cpu.eip, cycles = cpu.cycles;
+        cpu.decodeModrm();
+        const reg = cpu.modrmReg;
+        const sel = reg === SS || reg === CS || reg > 5 ? -1
+          : cpu.modrmMod === 3 ? cpu.r16[cpu.modrmRm << 1]! : this.peekGuest16(cpu, cpu.segBase[cpu.eaSeg]! + cpu.eaOffset);
+        cpu.eip = at; cpu.cycles = cycles; // the handler decodes (and charges) it again
+        if (sel >= 0) this.checkFar(cpu, sel, 'data');
+      }
+      h(cpu);
+    });
     // LSS with an RPL-0 stack selector (refused in ring 1): loaded with RPL 1, as MOV SS is.
     both(0x1b2, (h) => (cpu) => {
       if (cpu.cpl !== 1) { h(cpu); return; }
@@ -501,6 +559,15 @@ export class FullMonitor implements Monitor {
     this.retSlots = n;
   }
 
+  /** The EFLAGS slot of an IRET frame at SS:ESP (through the guest's tables), or -1. */
+  private peekIretFlags(cpu: Cpu): number {
+    const sz = cpu.opsize32 ? 4 : 2;
+    const sp = (cpu.segBase[SS]! + (cpu.ss32 ? cpu.r32[ESP]! : cpu.r16[ESP << 1]!)) >>> 0;
+    const p = this.trap.shadow.guestTranslate((sp + 2 * sz) >>> 0, false, false);
+    if (p < 0 || p + sz > cpu.mem.guestSize) return -1;
+    return sz === 4 ? cpu.mem.read32(p) >>> 0 : cpu.mem.read16(p);
+  }
+
   /** After trap's emulation of that RET far/IRET: the frame's slots as the guest wrote them. */
   private restoreReturnFrame(cpu: Cpu): void {
     const lin = this.retLin, sz = this.retSize;
@@ -510,6 +577,80 @@ export class FullMonitor implements Monitor {
       if (sz === 4) cpu.writeLin32((lin + i * sz) >>> 0, this.retSaved[i]!, false);
       else cpu.writeLin16((lin + i * sz) >>> 0, this.retSaved[i]!, false);
     }
+  }
+
+  /** The selector of a direct far CALL/JMP (ptr16:16/32 after the opcode), or -1 if unmapped. */
+  private peekPtrSelector(cpu: Cpu): number {
+    return this.peekGuest16(cpu, cpu.segBase[CS]! + cpu.eip + (cpu.opsize32 ? 4 : 2));
+  }
+
+  /**
+   * A guest word at linear `lin` through the guest's own tables, read without the CPU's
+   * memory path (no TLB fill, no cycles: the instruction's own handler reads it next), or -1
+   * if unmapped (the handler then takes the fault).
+   */
+  private peekGuest16(cpu: Cpu, lin: number): number {
+    const lo = this.peekGuest8(cpu, lin), hi = this.peekGuest8(cpu, lin + 1);
+    return lo < 0 || hi < 0 ? -1 : lo | (hi << 8);
+  }
+
+  private peekGuest8(cpu: Cpu, lin: number): number {
+    const p = this.trap.shadow.guestTranslate(lin >>> 0, false, false);
+    return p < 0 || p >= cpu.mem.guestSize ? -1 : cpu.mem.read8(p);
+  }
+
+  /**
+   * Kernel code (virtual CPL 0) loads `sel` — as CS by a far CALL/JMP, or into a data segment
+   * register. The CPU checks privilege at ring 1 against the monitor's copies, where DPL 0 is
+   * 1: it accepts an RPL-1 selector of a DPL-0 descriptor, a DPL-1 code segment, a DPL-0 call
+   * gate named with RPL 1, a gate to DPL-1 code, all of which the bare CPU refuses at CPL 0
+   * (SDM Vol. 3A 5.6, 5.8). Checked here against the guest's own descriptor: #GP with the
+   * bare CPU's error code where it refuses (what the copies also refuse is refused here
+   * with the same code). Anything else (null, beyond the limit, unreadable): the CPU's own.
+   */
+  private checkFar(cpu: Cpu, sel: number, kind: 'call' | 'jmp' | 'data'): void {
+    const hi = this.guestDescriptorHigh(cpu, sel);
+    if (hi === null) return;
+    const dpl = (hi >>> 13) & 3, rpl = sel & 3;
+    if ((hi & 0x1000) === 0) {
+      // A system descriptor: only a call gate (16- or 32-bit) concerns far CALL/JMP.
+      const type = (hi >>> 8) & 0xf;
+      if (kind === 'data' || (type !== 0x4 && type !== 0xc)) return;
+      if (rpl > dpl) cpu.raise(Vec.GP, sel & 0xfffc);
+      const lo = this.guestDescriptorWord(cpu, sel, 0);
+      if (lo === null) return;
+      const tsel = lo >>> 16;
+      const thi = this.guestDescriptorHigh(cpu, tsel);
+      if (thi === null || (thi & 0x1800) !== 0x1800) return;
+      const tdpl = (thi >>> 13) & 3, conforming = (thi & 0x400) !== 0;
+      if (kind === 'call' || conforming ? tdpl > 0 : tdpl !== 0) cpu.raise(Vec.GP, tsel & 0xfffc);
+      return;
+    }
+    const code = (hi & 0x800) !== 0, conforming = code && (hi & 0x400) !== 0;
+    if (kind === 'data') {
+      if (conforming || (code && (hi & 0x200) === 0)) return;
+      if (dpl < rpl) cpu.raise(Vec.GP, sel & 0xfffc);
+      return;
+    }
+    if (!code) return;
+    if (conforming ? dpl > 0 : rpl > 0 || dpl !== 0) cpu.raise(Vec.GP, sel & 0xfffc);
+  }
+
+  /** The high word of the guest's own descriptor for `sel` (its GDT or LDT), or null (null selector, beyond the limit, unmapped). */
+  private guestDescriptorHigh(cpu: Cpu, sel: number): number | null {
+    return this.guestDescriptorWord(cpu, sel, 4);
+  }
+
+  private guestDescriptorWord(cpu: Cpu, sel: number, at: 0 | 4): number | null {
+    if ((sel & 0xfffc) === 0) return null;
+    const v = this.trap.v, t = this.internals;
+    const ldt = (sel & 4) !== 0;
+    if (ldt && (cpu.ldtrSel & 0xfffc) === 0) return null;
+    const base = ldt ? t.ldtBase : v.gdtrBase, limit = ldt ? t.ldtLimit : v.gdtrLimit;
+    if ((sel & 0xfff8) + 7 > limit) return null;
+    const p = this.trap.shadow.guestTranslate((base + (sel & 0xfff8) + at) >>> 0, false, false);
+    if (p < 0 || p + 4 > cpu.mem.guestSize) return null;
+    return cpu.mem.read32(p) >>> 0;
   }
 
   /** After a far CALL inside the kernel: the pushed return CS with the virtual RPL. */

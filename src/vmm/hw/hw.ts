@@ -55,9 +55,10 @@ import type { Machine } from '../../machine/machine.js';
 import { exitCategory, ExitReason } from './exit-reasons.js';
 import { NestedPaging } from './nested-paging.js';
 import { dmaOutsideRam, unassignedPort } from '../trap.js';
+import { mutant } from '../mutants.js';
 import {
   cltsExit, exceptionExit, externalInterruptExit, guestCrRead, instructionExit, interruptWindowExit, ioExit, kvmDefaultVmcs, lmswExit,
-  movFromCrExit, movToCrExit, msrExit, type SimpleInstruction, type Vmcs, type VmExit,
+  movFromCrExit, movToCrExit, msrExit, passThroughPorts, type IoPortRange, type SimpleInstruction, type Vmcs, type VmExit,
 } from './vmcs.js';
 
 /** The cost figures the monitor charges (a subset of `VmmCosts` from src/profiles). */
@@ -87,6 +88,12 @@ export interface HwCosts {
 export interface HwOptions {
   readonly paging: 'nested' | 'shadow';
   readonly vpid: boolean;
+  /**
+   * Port I/O interception: absent, every I/O instruction exits (unconditional I/O exiting,
+   * today's KVM); given, I/O bitmaps intercept every port but these ranges, which the guest
+   * reaches directly (`KVM_IO_PASS_THROUGH`: KVM's port 0x80 until 2017).
+   */
+  readonly ioPassThrough?: readonly IoPortRange[];
 }
 
 /** The VPID the monitor gives its (single) guest. */
@@ -150,6 +157,7 @@ export class HwMonitor {
     this.cpu = cpu;
     this.machine = machine;
     this.vmcs = kvmDefaultVmcs({ ept: !shadowPaging, vpid: this.options.vpid ? GUEST_VPID : 0 });
+    if (this.options.ioPassThrough !== undefined) passThroughPorts(this.vmcs, this.options.ioPassThrough);
     // The read shadows start as the guest's values (KVM: vmx_set_cr0/cr4 at vCPU reset).
     this.vmcs.cr0Shadow = cpu.cr0 >>> 0;
     this.vmcs.cr4Shadow = cpu.cr4 >>> 0;
@@ -229,6 +237,7 @@ export class HwMonitor {
     if (!v.pin.externalInterruptExiting) return;
     if (level) {
       if ((cpu.flags & IF_FLAG) !== 0 && !cpu.intrShadow) return;
+      if (mutant('hw-inject-ignores-if')) { this.exit(externalInterruptExit(v, 0)!); deliverArchitectural(cpu, cpu.intrAck(), -1, EventKind.External); return; } // verifier mutant
       if (v.proc.interruptWindowExiting) return; // already waiting for the window
       // The PIC is acknowledged at injection, not on exit: the vector is not known yet.
       this.exit(externalInterruptExit(v, 0)!);

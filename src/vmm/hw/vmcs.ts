@@ -10,6 +10,7 @@
  * mask/match.
  */
 import { CrAccessType, encodeCrAccess, encodeInterruptionInfo, encodeIo, ExitReason, InterruptionType } from './exit-reasons.js';
+import { mutant } from '../mutants.js';
 
 /** A VM exit: basic reason, exit qualification and (for reason 0/1) interruption information. */
 export interface VmExit {
@@ -258,6 +259,35 @@ export function ioBit(v: Vmcs, port: number): boolean {
   const map = p < 0x8000 ? v.ioBitmapA : v.ioBitmapB;
   const bit = p & 0x7fff;
   return ((map[bit >>> 3]! >>> (bit & 7)) & 1) === 1;
+}
+
+/** A half-open range of I/O ports, `from` ≤ port < `to`. */
+export interface IoPortRange {
+  readonly from: number;
+  readonly to: number;
+}
+
+/**
+ * KVM's I/O-bitmap setup until 2017 (arch/x86/kvm/vmx.c, `vmx_init`: both bitmaps
+ * all ones, then `clear_bit(0x80, vmx_io_bitmap_a)`, "Allow direct access to the PC debug
+ * port"): every port exits but the POST/delay port 0x80. (Linux commit d59d51f08801 removed
+ * the pass-through and went back to exiting on every port.)
+ */
+export const KVM_IO_PASS_THROUGH: readonly IoPortRange[] = [{ from: 0x80, to: 0x81 }];
+
+/**
+ * Switches `v` to I/O bitmaps (SDM §25.6.4): every port intercepted (both bitmaps all ones)
+ * except the `passThrough` ranges, which the guest then reaches without a VM exit.
+ * Called at attach time (the mutant hook below is read here only).
+ */
+export function passThroughPorts(v: Vmcs, passThrough: readonly IoPortRange[]): void {
+  v.proc.useIoBitmaps = true;
+  v.proc.unconditionalIoExiting = false;
+  v.ioBitmapA.fill(0xff);
+  v.ioBitmapB.fill(0xff);
+  // Verifier mutant 'io-bitmap-off-by-one': the range's end taken as inclusive.
+  const end = mutant('io-bitmap-off-by-one') ? 1 : 0;
+  for (const r of passThrough) for (let p = r.from; p < r.to + end; p++) setIoIntercept(v, p, false);
 }
 
 /** Byte offset of an MSR's bit in the MSR bitmap, or -1 when the MSR is outside both ranges. */

@@ -114,6 +114,12 @@ export class EventChannels {
   private readonly absent = new Set<number>();
   private readonly buf = new Uint8Array(24);
   private readonly view = new DataView(this.buf.buffer);
+  /**
+   * The event channels of the other pv domains on the same machine, by domain id
+   * (`connectDomains`; src/verify/pv-pair.ts runs several domains): null when this domain
+   * talks only to itself and domain 0.
+   */
+  private peers: ReadonlyMap<number, EventChannels> | null = null;
 
   constructor(private readonly ctx: PvDomainContext, private readonly costs: EventChannelCosts) {
     for (let p = 0; p < NR_EVENT_CHANNELS; p++) this.ports.push({ state: Ecs.Free, remoteDom: 0, remotePort: 0, virq: 0 });
@@ -221,6 +227,18 @@ export class EventChannels {
       r.state = Ecs.Interdomain; r.remoteDom = self; r.remotePort = p;
       return p;
     }
+    if (rd !== 0) {
+      // Another pv domain: its port must be unbound and open to us (Xen's evtchn_bind_interdomain).
+      const peer = this.domain(rd);
+      if (!peer.valid(remotePort)) return this.reject('evtchn-bad-port', XEN_ERRNO.EINVAL);
+      const r = peer.ports[remotePort]!;
+      if (r.state !== Ecs.Unbound || r.remoteDom !== self) return this.reject('evtchn-bad-state', XEN_ERRNO.EINVAL);
+      const p = this.freePort();
+      if (p < 0) return this.reject('evtchn-no-port', XEN_ERRNO.ENOSPC);
+      this.connectLocal(p, rd, remotePort);
+      r.state = Ecs.Interdomain; r.remoteDom = self; r.remotePort = p;
+      return p;
+    }
     // Domain 0: one of the back ends' listening ports.
     const d = Number.isInteger(remotePort) && remotePort > 0 ? this.dom0[remotePort] : undefined;
     if (d === undefined) {
@@ -284,7 +302,7 @@ export class EventChannels {
         d.remotePort = 0;
         d.listener.onClose?.();
       } else {
-        const r = this.ports[ch.remotePort]!;
+        const r = this.domain(ch.remoteDom).ports[ch.remotePort]!;
         r.state = Ecs.Unbound;
         r.remotePort = 0;
       }
@@ -303,7 +321,7 @@ export class EventChannels {
         this.counters.guestSends++;
         this.ctx.charge('hypercall:event_channel_op', this.costs.eventChannelSend);
         if (ch.remoteDom === 0) this.dom0[ch.remotePort]!.listener.onEvent();
-        else this.setPending(ch.remotePort);
+        else this.domain(mutant('pv-evtchn-wrong-domain') ? this.wrongDomain(ch.remoteDom) : ch.remoteDom).setPending(ch.remotePort);
         return 0;
       case Ecs.Ipi:
         this.counters.guestSends++;
@@ -484,11 +502,39 @@ export class EventChannels {
     return dom === DOMID_SELF || dom === (this.ctx.domid as number);
   }
 
-  /** DOMID_SELF → our id; our id; 0 (the back ends); anything else −1 (no such domain). */
+  /** DOMID_SELF → our id; our id; 0 (the back ends); a connected pv domain; anything else −1 (no such domain). */
   private resolveDom(dom: number): number {
     if (this.isSelf(dom)) return this.ctx.domid as number;
     if (dom === 0) return 0;
+    if (this.peers !== null && this.peers.has(dom)) return dom;
     return -1;
+  }
+
+  /** The event channels of pv domain `dom` (this one, or a connected peer). */
+  private domain(dom: number): EventChannels {
+    return dom === (this.ctx.domid as number) ? this : this.peers?.get(dom) ?? this;
+  }
+
+  /** For the mutant `pv-evtchn-wrong-domain`: the lowest-numbered other domain than `dom` (and than us), else `dom`. */
+  private wrongDomain(dom: number): number {
+    const self = this.ctx.domid as number;
+    const ids = [...(this.peers?.keys() ?? [])].filter((d) => d !== dom && d !== self).sort((a, b) => a - b);
+    return ids[0] ?? dom;
+  }
+
+  /**
+   * Connects the event channels of several pv domains (distinct domain ids) so that each can
+   * name the others in alloc_unbound / bind_interdomain, and sends reach the peer's
+   * shared_info (Xen's interdomain channels between domUs). Throws RangeError on a repeated id.
+   */
+  static connectDomains(list: readonly EventChannels[]): void {
+    const map = new Map<number, EventChannels>();
+    for (const e of list) {
+      const id = e.ctx.domid as number;
+      if (id === 0 || map.has(id)) throw new RangeError(`event channels: domain id ${id} is ${id === 0 ? "domain 0's" : 'given twice'}`);
+      map.set(id, e);
+    }
+    for (const e of list) e.peers = map;
   }
 
   private freePort(): number {

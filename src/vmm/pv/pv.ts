@@ -71,7 +71,8 @@ interface TrapEntry { cs: number; eip: number; flags: number }
 /** The hypervisor for one PV domain (one `Machine`). */
 export class PvMonitor implements Monitor, PvDomainContext, PvFrameTypes {
   readonly mode = 'pv' as const;
-  readonly domid = 1 as DomId;
+  /** The domain's id: 1, or another set before the domain runs when several share a machine (src/verify/pv-pair.ts). */
+  domid = 1 as DomId;
   mem!: PhysicalMemory;
   sharedInfoMfn!: Mfn;
   mm!: DirectPaging;
