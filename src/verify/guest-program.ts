@@ -185,9 +185,11 @@ interface Targets {
   readonly timer?: boolean;
 }
 
-/** Emits one item. */
-function emitItem(a: Assembler, it: Item, depth: number, t: Targets): void {
-  const L = LAYOUT;
+/** The register-only instructions (ALU, MOV imm, shifts, unary, IMUL): the same code in every harness. */
+export type RegisterOp = Extract<Ins, { op: 'alu' | 'alui' | 'movi' | 'shift' | 'unary' | 'imul' }>;
+
+/** Emits a register-only instruction (shared by the flat, user and kernel-level harnesses). */
+export function emitRegisterOp(a: Assembler, it: RegisterOp): void {
   switch (it.op) {
     case 'alu': a.emit(it.f, REG[it.d], REG[it.s]); break;
     case 'alui': a.emit(it.f, REG[it.d], it.imm | 0); break;
@@ -195,6 +197,14 @@ function emitItem(a: Assembler, it: Item, depth: number, t: Targets): void {
     case 'shift': a.emit(it.f, REG[it.d], it.n & 31); break;
     case 'unary': a.emit(it.f, REG[it.d]); break;
     case 'imul': a.imul(REG[it.d], REG[it.s]); break;
+  }
+}
+
+/** Emits one item. */
+function emitItem(a: Assembler, it: Item, depth: number, t: Targets): void {
+  const L = LAYOUT;
+  switch (it.op) {
+    case 'alu': case 'alui': case 'movi': case 'shift': case 'unary': case 'imul': emitRegisterOp(a, it); break;
     case 'load': a.mov(REG[it.d], dword(L.data + (it.off & 0xffc))); break;
     case 'store': a.mov(dword(L.data + (it.off & 0xffc)), REG[it.s]); break;
     case 'pushpop': a.push(REG[it.s]); a.pop(REG[it.d]); break;

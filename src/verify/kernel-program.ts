@@ -44,7 +44,7 @@ import type { PvMonitor } from '../vmm/pv/pv.js';
 import { ah, al, ax, bp, bx, cr3, cs, cx, di, ds, dx, dword, fword, si, ss, eax, ebp, ebx, ecx, edi, edx, esi, esp, ptr, type AddrExpr, type Label, type Reg } from '../x86/operands.js';
 import type { PvopKind } from '../x86/pvop.js';
 import { plainInstruction, registers } from './arbitraries.js';
-import { REGS, type Ins, type RegName } from './guest-program.js';
+import { emitRegisterOp, REGS, type Ins, type RegName } from './guest-program.js';
 import { mappingCheck } from './invariants.js';
 import { checkDomain, type PvDomain } from './pv-isolation.js';
 import { userDifference } from './user-program.js';
@@ -210,12 +210,7 @@ function emitKItem(k: Kx, it: KItem, st: EmitState): void {
     if (st.results < KMAX_RESULTS) a.mov(dword(L(V.res).plus(4 * st.results++)), r);
   };
   switch (it.op) {
-    case 'alu': a.emit(it.f, REG[it.d], REG[it.s]); break;
-    case 'alui': a.emit(it.f, REG[it.d], it.imm | 0); break;
-    case 'movi': a.mov(REG[it.d], it.imm | 0); break;
-    case 'shift': a.emit(it.f, REG[it.d], it.n & 31); break;
-    case 'unary': a.emit(it.f, REG[it.d]); break;
-    case 'imul': a.imul(REG[it.d], REG[it.s]); break;
+    case 'alu': case 'alui': case 'movi': case 'shift': case 'unary': case 'imul': emitRegisterOp(a, it); break;
     case 'pushpop': a.push(REG[it.s]); a.pop(REG[it.d]); break;
     // Sensitive unprivileged instructions, raw (no pv-op site: a paravirtual kernel is
     // expected not to use them; `kernelSensitiveProbe` shows what they reveal in each mode).

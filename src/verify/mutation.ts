@@ -28,7 +28,7 @@ export function planFor(m: MutantInfo): { property: string; configs: Config[]; e
   // (Only for mutants of the memory virtualization: shadow paging, which hw-shadow shares, or the EPT.)
   const structural = mapped.includes('hw-nested') ? 'hw-nested' : mapped.includes('hw-shadow') ? 'trap' : null;
   if (structural !== null) plan.push({ property: 'resource-control', configs: [structural] });
-  // Equivalence under full (trap is not equivalent by design; hw-shadow has a known SMSW leak).
+  // Equivalence under full (trap is not equivalent by design), else under hw.
   const eq = mapped.includes('full') ? 'full' : mapped.includes('hw-nested') ? 'hw-nested' : mapped[0];
   if (eq !== undefined) plan.push({ property: 'equivalence', configs: [eq] });
   return plan;

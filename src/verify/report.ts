@@ -7,6 +7,7 @@
  * also carries the spec and the inlined vega/vega-lite/vega-embed builds (offline, as the
  * experiment reports are), which draw it when no rendering is inlined.
  */
+import { refreshReportsIndex } from '../analysis/report-index.js';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -89,5 +90,6 @@ export function writeMutantReport(dir: string, results: readonly MutantResult[],
     files.push('charts/time-to-failure.svg', 'charts/time-to-failure.png');
   } else renderError = (r.stderr || r.error?.message || `exit ${r.status}`).trim().split('\n')[0]!;
   put('index.html', mutantReportHtml(results, meta, svg));
+  refreshReportsIndex(dir);
   return { files, renderError };
 }

@@ -19,7 +19,7 @@ import { disassemble } from '../machine/disassemble.js';
 import { runGuest } from '../trace/run-guest.js';
 import { Assembler, ah, al, ax, bp, bx, byte, cs, cx, di, ds, dword, dx, eax, ebp, ebx, ecx, edi, edx, esi, esp, fword, si, ss, word, type Label, type Reg } from '../x86/index.js';
 import { plainInstruction, registers, systemInstruction } from './arbitraries.js';
-import { REGS, type Ins, type RegName } from './guest-program.js';
+import { emitRegisterOp, REGS, type Ins, type RegName } from './guest-program.js';
 import { verifyProfile, type Config } from './run.js';
 
 /** A generated user program: initial registers and instructions (JSON, replayable). */
@@ -45,12 +45,7 @@ interface UserLabels { readonly data: Label; readonly ctr: Label }
 function emitUserItem(a: Assembler, it: Ins, l: UserLabels, depth: number): void {
   const D = (off: number): number => off & 0xffc;
   switch (it.op) {
-    case 'alu': a.emit(it.f, REG[it.d], REG[it.s]); break;
-    case 'alui': a.emit(it.f, REG[it.d], it.imm | 0); break;
-    case 'movi': a.mov(REG[it.d], it.imm | 0); break;
-    case 'shift': a.emit(it.f, REG[it.d], it.n & 31); break;
-    case 'unary': a.emit(it.f, REG[it.d]); break;
-    case 'imul': a.imul(REG[it.d], REG[it.s]); break;
+    case 'alu': case 'alui': case 'movi': case 'shift': case 'unary': case 'imul': emitRegisterOp(a, it); break;
     case 'load': a.mov(REG[it.d], dword(l.data.plus(D(it.off)))); break;
     case 'store': a.mov(dword(l.data.plus(D(it.off))), REG[it.s]); break;
     case 'pushpop': a.push(REG[it.s]); a.pop(REG[it.d]); break;
