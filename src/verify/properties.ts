@@ -106,6 +106,55 @@ const trapNotEquivalent: PropertyInfo = {
 
 const RESOURCE_DEFAULT = CONFIGS.filter((c) => c !== 'native');
 
+/**
+ * resource-control under one configuration: the shadow/EPT checks every 300 instructions
+ * and at the end; for `native`, the DMA bound (a native machine with spare memory above its
+ * RAM that nobody may write). Also what `--replay` runs (replay.ts).
+ */
+export function resourceCheckOne(p: GuestProgram, c: Config, bytes: Uint8Array): string | null {
+  if (c === 'native') return checkNothingAboveRam(runProgram(p, 'native', { bytes, disk: true, nativeMonitorMiB: 1 }).machine);
+  const r = runProgram(p, c, { bytes, disk: true, check: mappingCheck, checkEvery: 300 });
+  return r.exit.startsWith('violation') ? r.exit : null;
+}
+
+/** accounting under one configuration: categories sum to the total, nothing negative or fractional. */
+export function accountingCheckOne(p: GuestProgram, c: Config, bytes: Uint8Array): string | null {
+  const r = runProgram(p, c, { bytes });
+  const acc = r.machine.outcome().accounting;
+  let sum = 0;
+  for (const [k, v] of Object.entries(acc.categories)) {
+    if (!(v.cycles >= 0) || !(v.count >= 0)) return `category ${k} is negative (${v.cycles} cycles, ${v.count} events)`;
+    sum += v.cycles;
+  }
+  if (sum !== acc.total) return `categories sum to ${sum}, total ${acc.total}`;
+  for (const [k, v] of Object.entries(r.monitor?.stats() ?? {})) {
+    if (!Number.isInteger(v) || v < 0) return `monitor counter ${k} = ${v}`;
+  }
+  return null;
+}
+
+/** determinism under one configuration: two runs through runGuest give the same run record bytes. */
+export function determinismCheckOne(_p: GuestProgram, c: Config, bytes: Uint8Array): string | null {
+  const spec = {
+    image: { bytes, path: 'verify-guest.bin' }, flat: { loadAddress: LAYOUT.code }, memoryMiB: LAYOUT.guestMiB,
+    mode: (c.startsWith('hw') ? 'hw' : c) as 'hw', modeOptions: { paging: c === 'hw-shadow' ? 'shadow' as const : 'nested' as const, vpid: true },
+    profile: verifyProfile(), maxInstructions: 200_000,
+  };
+  const a = JSON.stringify(runGuest(spec).record), b = JSON.stringify(runGuest(spec).record);
+  if (a === b) return null;
+  let i = 0; while (a[i] === b[i]) i++;
+  return `run records differ at byte ${i}: …${a.slice(Math.max(0, i - 40), i + 40)}… vs …${b.slice(Math.max(0, i - 40), i + 40)}…`;
+}
+
+/** The first configuration of `configs` whose check fails, as "config: message". */
+function firstFailing(configs: readonly Config[], f: (c: Config) => string | null): string | null {
+  for (const c of configs) {
+    const m = f(c);
+    if (m !== null) return `${c}: ${m}`;
+  }
+  return null;
+}
+
 const resourceControl: PropertyInfo = {
   name: 'resource-control',
   description: "after random kernel-level actions (page-table writes with any frame number, CR3 switches, accesses, port I/O, DMA descriptors anywhere), no shadow or EPT mapping reaches a frame outside the guest's RAM, no shadow entry grants more than the guest's own tables, and DMA writes nothing beyond guest RAM",
@@ -115,13 +164,9 @@ const resourceControl: PropertyInfo = {
     const configs = supported(o.configs ?? RESOURCE_DEFAULT);
     const s = searchProgram(kernelProgram({ maxLength: 16, dma: true }), (p) => {
       const bytes = buildGuest(p);
-      for (const c of configs) {
-        const r = runProgram(p, c, { bytes, disk: true, check: mappingCheck, checkEvery: 300 });
-        if (r.exit.startsWith('violation')) return `${c}: ${r.exit}`;
-      }
-      // DMA: a native machine with spare memory above its RAM that nobody may write.
-      const n = runProgram(p, 'native', { bytes, disk: true, nativeMonitorMiB: 1 });
-      const v = checkNothingAboveRam(n.machine);
+      const m = firstFailing(configs.filter((c) => c !== 'native'), (c) => resourceCheckOne(p, c, bytes));
+      if (m !== null) return m;
+      const v = resourceCheckOne(p, 'native', bytes);
       return v === null ? null : `native + DMA: ${v}`;
     }, o.runs ?? 25, o.seed ?? 1);
     return report('resource-control', o, configs, s, false, [], unsupportedNotes(o.configs ?? RESOURCE_DEFAULT));
@@ -137,20 +182,7 @@ const accounting: PropertyInfo = {
     const configs = supported(o.configs ?? CONFIGS);
     const s = searchProgram(anyProgram(), (p) => {
       const bytes = buildGuest(p);
-      for (const c of configs) {
-        const r = runProgram(p, c, { bytes });
-        const acc = r.machine.outcome().accounting;
-        let sum = 0;
-        for (const [k, v] of Object.entries(acc.categories)) {
-          if (!(v.cycles >= 0) || !(v.count >= 0)) return `${c}: category ${k} is negative (${v.cycles} cycles, ${v.count} events)`;
-          sum += v.cycles;
-        }
-        if (sum !== acc.total) return `${c}: categories sum to ${sum}, total ${acc.total}`;
-        for (const [k, v] of Object.entries(r.monitor?.stats() ?? {})) {
-          if (!Number.isInteger(v) || v < 0) return `${c}: monitor counter ${k} = ${v}`;
-        }
-      }
-      return null;
+      return firstFailing(configs, (c) => accountingCheckOne(p, c, bytes));
     }, o.runs ?? 20, o.seed ?? 1);
     return report('accounting', o, configs, s, false, [], unsupportedNotes(o.configs ?? CONFIGS));
   },
@@ -165,19 +197,7 @@ const determinism: PropertyInfo = {
     const configs = supported(o.configs ?? CONFIGS);
     const s = searchProgram(anyProgram(), (p) => {
       const bytes = buildGuest(p);
-      for (const c of configs) {
-        const spec = {
-          image: { bytes, path: 'verify-guest.bin' }, flat: { loadAddress: LAYOUT.code }, memoryMiB: LAYOUT.guestMiB,
-          mode: (c.startsWith('hw') ? 'hw' : c) as 'hw', modeOptions: { paging: c === 'hw-shadow' ? 'shadow' as const : 'nested' as const, vpid: true },
-          profile: verifyProfile(), maxInstructions: 200_000,
-        };
-        const a = JSON.stringify(runGuest(spec).record), b = JSON.stringify(runGuest(spec).record);
-        if (a !== b) {
-          let i = 0; while (a[i] === b[i]) i++;
-          return `${c}: run records differ at byte ${i}: …${a.slice(Math.max(0, i - 40), i + 40)}… vs …${b.slice(Math.max(0, i - 40), i + 40)}…`;
-        }
-      }
-      return null;
+      return firstFailing(configs, (c) => determinismCheckOne(p, c, bytes));
     }, o.runs ?? 10, o.seed ?? 1);
     return report('determinism', o, configs, s, false, [], unsupportedNotes(o.configs ?? CONFIGS));
   },

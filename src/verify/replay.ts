@@ -12,15 +12,14 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { runGuest } from '../trace/run-guest.js';
 import { checkMutant, MUTANT_NAMES, withMutant } from '../vmm/mutants.js';
-import { buildGuest, LAYOUT, listing, type GuestProgram } from './guest-program.js';
-import { checkNothingAboveRam, mappingCheck } from './invariants.js';
+import { buildGuest, listing, type GuestProgram } from './guest-program.js';
+import { accountingCheckOne, determinismCheckOne, resourceCheckOne } from './properties.js';
 import { IO_CONFIGS, ioControlRun } from './io-control.js';
 import { replayKernelCase } from './kernel-program.js';
 import { replayPairCase } from './noninterference.js';
 import { actionText, runPvActions, type PvAction } from './pv-isolation.js';
-import { CONFIGS, runProgram, verifyProfile, type Config, type VerifyRun } from './run.js';
+import { CONFIGS, runProgram, type Config, type VerifyRun } from './run.js';
 import { difference, supported, unsupportedNotes, type Counterexample, type PropertyReport, type SavedCase } from './search.js';
 import { USER_CONFIGS, runUserGuest, buildUserGuest, userDifference, userListing, type UserGuestProgram } from './user-program.js';
 
@@ -111,53 +110,16 @@ const opArray = (x: unknown): boolean => Array.isArray(x) && x.every((v) => isOb
 /** A flat-harness program's per-configuration check for one property: the failure, or null. */
 type GuestCheck = (p: GuestProgram, config: Config, ctx: { bytes: Uint8Array; native: () => VerifyRun }) => string | null;
 
-/** Per property, its default configurations and the check of one configuration (as in properties.ts and io-control.ts). */
+/** Per property, its default configurations and its check of one configuration (exported by properties.ts and io-control.ts). */
 const GUEST_CHECKS: Readonly<Record<string, { configs: readonly Config[]; check: GuestCheck }>> = {
   equivalence: {
     configs: CONFIGS.filter((c) => c !== 'trap' && c !== 'native'),
     check: (p, c, x) => difference(x.native(), runProgram(p, c, { bytes: x.bytes }), p.paging),
   },
   'trap-not-equivalent': { configs: ['trap'], check: (p, c, x) => difference(x.native(), runProgram(p, c, { bytes: x.bytes }), p.paging) },
-  'resource-control': {
-    configs: CONFIGS.filter((c) => c !== 'native'),
-    check: (p, c, x) => {
-      if (c === 'native') {
-        // The DMA bound: a native machine with spare memory above its RAM that nobody may write.
-        return checkNothingAboveRam(runProgram(p, 'native', { bytes: x.bytes, disk: true, nativeMonitorMiB: 1 }).machine);
-      }
-      const r = runProgram(p, c, { bytes: x.bytes, disk: true, check: mappingCheck, checkEvery: 300 });
-      return r.exit.startsWith('violation') ? r.exit : null;
-    },
-  },
-  accounting: {
-    configs: CONFIGS,
-    check: (p, c, x) => {
-      const r = runProgram(p, c, { bytes: x.bytes });
-      const acc = r.machine.outcome().accounting;
-      let sum = 0;
-      for (const [k, v] of Object.entries(acc.categories)) {
-        if (!(v.cycles >= 0) || !(v.count >= 0)) return `category ${k} is negative (${v.cycles} cycles, ${v.count} events)`;
-        sum += v.cycles;
-      }
-      if (sum !== acc.total) return `categories sum to ${sum}, total ${acc.total}`;
-      for (const [k, v] of Object.entries(r.monitor?.stats() ?? {})) if (!Number.isInteger(v) || v < 0) return `monitor counter ${k} = ${v}`;
-      return null;
-    },
-  },
-  determinism: {
-    configs: CONFIGS,
-    check: (_p, c, x) => {
-      const spec = {
-        image: { bytes: x.bytes, path: 'verify-guest.bin' }, flat: { loadAddress: LAYOUT.code }, memoryMiB: LAYOUT.guestMiB,
-        mode: (c.startsWith('hw') ? 'hw' : c) as 'hw', modeOptions: { paging: c === 'hw-shadow' ? 'shadow' as const : 'nested' as const, vpid: true },
-        profile: verifyProfile(), maxInstructions: 200_000,
-      };
-      const a = JSON.stringify(runGuest(spec).record), b = JSON.stringify(runGuest(spec).record);
-      if (a === b) return null;
-      let i = 0; while (a[i] === b[i]) i++;
-      return `run records differ at byte ${i}`;
-    },
-  },
+  'resource-control': { configs: CONFIGS.filter((c) => c !== 'native'), check: (p, c, x) => resourceCheckOne(p, c, x.bytes) },
+  accounting: { configs: CONFIGS, check: (p, c, x) => accountingCheckOne(p, c, x.bytes) },
+  determinism: { configs: CONFIGS, check: (p, c, x) => determinismCheckOne(p, c, x.bytes) },
   'io-control': { configs: IO_CONFIGS, check: (p, c, x) => (IO_CONFIGS.includes(c) ? ioControlRun(p, c, x.bytes) : null) },
 };
 
