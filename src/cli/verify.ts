@@ -6,7 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { MUTANT_NAMES, checkMutant } from '../vmm/mutants.js';
-import { runMutants, type MutantResult } from '../verify/mutation.js';
+import { MUTANT_RUNS, runMutants, type MutantResult } from '../verify/mutation.js';
 import { checkProperty, PROPERTY_NAMES, runProperty, type PropertyReport } from '../verify/properties.js';
 import { CASE_KINDS, CASE_SCHEMA, caseFile, CaseFileError, caseKind, replayFile, reportCaseFile, writeCaseFile } from '../verify/replay.js';
 import { CONFIGS } from '../verify/run.js';
@@ -110,7 +110,7 @@ export function verifyCommand(argv: string[], io: { stdout: (s: string) => void;
     const cxDir = v.out ?? (v.json !== undefined ? dirname(v.json) : null);
     const files = new Map<string, string>();
     const results = runMutants({
-      mutants: only, seeds: int('--seeds', v.seeds, 3, 1, 100), runs: runs ?? 60,
+      mutants: only, seeds: int('--seeds', v.seeds, 3, 1, 100), runs: runs ?? MUTANT_RUNS,
       onResult: (r) => {
         if (cxDir !== null && r.counterexample !== null && r.caughtBy != null) {
           const rel = `counterexamples/${r.mutant}.json`;
@@ -122,7 +122,7 @@ export function verifyCommand(argv: string[], io: { stdout: (s: string) => void;
     }).map((r) => ({ ...r, counterexampleFile: files.get(r.mutant) ?? null }));
     const caught = results.filter((r) => r.caught).length;
     io.stdout(`${caught} of ${results.length} mutants caught\n`);
-    const meta = { seeds: int('--seeds', v.seeds, 3, 1, 100), runs: runs ?? 60 };
+    const meta = { seeds: int('--seeds', v.seeds, 3, 1, 100), runs: runs ?? MUTANT_RUNS };
     if (v.json !== undefined) writeFileSync(v.json, JSON.stringify({ schema: 'virtlab.mutants/1', ...meta, results }, null, 2) + '\n');
     if (v.html !== undefined) writeFileSync(v.html, mutantReportHtml(results, meta));
     if (v.out !== undefined) {
