@@ -21,7 +21,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { newMachine, readExpected, readGuest, describeExit, GUEST_MEMORY_MIB } from '../test/e2e/guest-harness.js';
 import { runOnV86, v86Unavailable } from './v86-peer.js';
-import { runMutants } from '../src/verify/mutation.js';
+import { MUTANT_RUNS, runMutants } from '../src/verify/mutation.js';
 import { Assembler } from '../src/x86/assembler.js';
 import { eax, ecx, edx, dword, mem } from '../src/x86/operands.js';
 
@@ -149,10 +149,10 @@ function benchAssembler(): void {
   console.log(`assembler: 30,000 instructions, 3,000 labels in ${s.toFixed(2)} s = ${(30_000 / s / 1000).toFixed(0)} k instructions/s`);
 }
 
-/** Seconds to the first counterexample per mutant (one seed, 150 runs, unshrunk). */
+/** Seconds to the first counterexample per mutant (one seed, MUTANT_RUNS runs, unshrunk). */
 function benchVerifier(): void {
-  console.log('verifier: every mutant, seed 1, up to 150 runs per property, unshrunk...');
-  const rs = runMutants({ seeds: 1, runs: 150, shrink: false });
+  console.log(`verifier: every mutant, seed 1, up to ${MUTANT_RUNS} runs per property, unshrunk...`);
+  const rs = runMutants({ seeds: 1, runs: MUTANT_RUNS, shrink: false });
   for (const r of rs) console.log(`  ${r.mutant.padEnd(26)} ${r.caught ? `${r.meanSeconds!.toFixed(2)} s, ${r.meanRuns} runs (${r.property})` : 'NOT CAUGHT'}`);
   const caught = rs.filter((r) => r.caught);
   const slowest = caught.reduce((m, r) => (r.meanSeconds! > m.meanSeconds! ? r : m), caught[0]!);
