@@ -319,7 +319,15 @@ function emitItem(a: Assembler, it: Item, depth: number, t: Targets): void {
     case 'port': a.mov(al, it.v & 0xff); a.out(it.port & 0xff, al); break;
     case 'dma': {
       // One PRD (address, byte count | end of table) at `prd`, then a READ DMA of one sector.
-      a.mov(dword(it.prd), it.buf | 0); a.mov(dword(it.prd + 4), (0x80000000 | (it.bytes & 0xfffe)) | 0);
+      // The PRD is stored at its physical address with paging off around the two stores (the
+      // code and stack are identity-mapped); through paging, most `prd` values would fault.
+      // Beyond RAM nothing is stored (on the bare machine such stores go nowhere); the bus
+      // master then reads the PRD there, which it must refuse.
+      if (((it.prd >>> 0) + 8) <= (LAYOUT.guestMiB << 20)) {
+        a.mov(eax, cr0); a.push(eax); a.and(eax, 0x7fffffff); a.mov(cr0, eax);
+        a.mov(dword(it.prd), it.buf | 0); a.mov(dword(it.prd + 4), (0x80000000 | (it.bytes & 0xfffe)) | 0);
+        a.pop(eax); a.mov(cr0, eax);
+      }
       a.mov(edx, 0xc044); a.mov(eax, it.prd | 0); a.out(dx, eax);
       a.mov(edx, 0x1f6); a.mov(al, 0xe0); a.out(dx, al);
       a.mov(edx, 0x1f2); a.mov(al, 1); a.out(dx, al);

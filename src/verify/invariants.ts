@@ -10,10 +10,14 @@
  *   the guest's mapping is; shadow tables live in monitor memory.
  * - Nested paging (`hw-nested`): the EPT maps every guest-physical page of RAM to itself and
  *   nothing beyond the guest's RAM.
- * - DMA: nothing above the guest's RAM changed (checked on a native machine given spare
- *   memory above its RAM, which nobody may write).
+ * - DMA: every bus-master access is watched (`DmaWatch`, wrapped around the device's own
+ *   bound): one reaching at or beyond the guest's RAM must be refused (false, counted in
+ *   `dmaOutsideRam`) and a write must change no byte there, which holds under every
+ *   monitor although their memory above the guest's RAM changes legitimately. On a native
+ *   machine given spare memory above its RAM, nothing there may change at all.
  */
 import type { Machine } from '../machine/machine.js';
+import type { DmaMemory } from '../machine/devices/device-io.js';
 import { OPEN_BUS_FRAME, type GuestPagingState, type ShadowPaging } from '../vmm/shadow-paging.js';
 import type { Monitor } from '../vmm/index.js';
 import type { NestedPaging } from '../vmm/hw/nested-paging.js';
@@ -118,6 +122,70 @@ export function checkNothingAboveRam(m: Machine): string | null {
   const i32 = m.mem.i32;
   for (let i = m.mem.guestSize >>> 2; i < i32.length; i++) if (i32[i] !== 0) return `memory at ${hex(i * 4)}, beyond guest RAM, was written (${hex(i32[i]!)})`;
   return null;
+}
+
+/**
+ * A DMA path that checks each access of the one it wraps (`inner`, set once the machine
+ * exists: the device's `guestRamDma`) against the guest's RAM bound, for resource control
+ * under any configuration. Per DMA transfer (a PRD entry or a data region), not per
+ * instruction: the snapshot of the bytes beyond RAM is taken only for an access reaching
+ * there. The first violation is kept in `violation` (one line, with the address).
+ */
+export class DmaWatch implements DmaMemory {
+  inner: DmaMemory | null = null;
+  violation: string | null = null;
+  /** Accesses that reached at or beyond the guest's RAM (all refused unless `violation`). */
+  outside = 0;
+  private mem: { readonly u8: Uint8Array; readonly guestSize: number } | null = null;
+  private refused: () => number = () => 0;
+  /** Called once, at the first violation (the run stops there: the monitor's memory may be corrupt). */
+  onViolation: ((message: string) => void) | null = null;
+
+  /** Binds the watch to the machine's memory, the device's DMA path and its refusal counter. */
+  bind(mem: { readonly u8: Uint8Array; readonly guestSize: number }, inner: DmaMemory, refused: () => number): void {
+    this.mem = mem; this.inner = inner; this.refused = refused;
+  }
+
+  read(addr: number, dst: Uint8Array): boolean {
+    const a = addr >>> 0, n = dst.length, size = this.mem!.guestSize;
+    if (a + n <= size) return this.inner!.read(addr, dst);
+    const before = this.refused();
+    const ok = this.inner!.read(addr, dst);
+    this.outside++;
+    if (this.violation === null) {
+      if (ok) this.violation = `DMA read of ${n} bytes at ${hex(a)} reaches beyond guest RAM (${hex(size)}) and was not refused`;
+      else if (this.refused() === before) this.violation = `DMA read of ${n} bytes at ${hex(a)} beyond guest RAM was refused but not counted (dmaOutsideRam)`;
+      else {
+        for (let i = Math.max(0, size - a); i < n; i++) {
+          if (dst[i] !== 0xff) { this.violation = `DMA read at ${hex(a + i)}, beyond guest RAM, returned ${hex(dst[i]!)} (memory, not a master abort)`; break; }
+        }
+      }
+    }
+    if (this.violation !== null) this.onViolation?.(this.violation);
+    return ok;
+  }
+
+  write(addr: number, src: Uint8Array): boolean {
+    const a = addr >>> 0, n = src.length, { u8, guestSize: size } = this.mem!;
+    if (a + n <= size) return this.inner!.write(addr, src);
+    // The bytes at or beyond RAM the write covers (those that exist), before and after.
+    const lo = Math.max(a, size), hi = Math.min(a + n, u8.length);
+    const snap = hi > lo ? u8.slice(lo, hi) : null;
+    const before = this.refused();
+    const ok = this.inner!.write(addr, src);
+    this.outside++;
+    if (this.violation === null) {
+      if (snap !== null) {
+        for (let i = 0; i < snap.length; i++) {
+          if (u8[lo + i] !== snap[i]) { this.violation = `DMA write of ${n} bytes at ${hex(a)} changed ${hex(lo + i)}, beyond guest RAM (${hex(snap[i]!)} -> ${hex(u8[lo + i]!)})`; break; }
+        }
+      }
+      if (this.violation === null && ok) this.violation = `DMA write of ${n} bytes at ${hex(a)} reaches beyond guest RAM (${hex(size)}) and was not refused`;
+      if (this.violation === null && this.refused() === before) this.violation = `DMA write of ${n} bytes at ${hex(a)} beyond guest RAM was refused but not counted (dmaOutsideRam)`;
+    }
+    if (this.violation !== null) this.onViolation?.(this.violation);
+    return ok;
+  }
 }
 
 /** The invariant check for a configuration's monitor (shadow or EPT), or null for none. */

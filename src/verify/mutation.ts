@@ -24,6 +24,8 @@ export function planFor(m: MutantInfo): { property: string; configs: Config[]; e
   if (m.name === 'vpid-reuse-no-flush') return [{ property: 'noninterference', configs: ['hw-nested'] }];
   // Needs two pv domains with an interdomain channel: only the kernel pairs have them.
   if (m.name === 'pv-evtchn-wrong-domain') return [{ property: 'noninterference-kernel', configs: ['pv'] }];
+  // The device model's DMA bound (every mode): resource-control's DMA watch under the monitors.
+  if (m.name === 'dma-no-bound') return [{ property: 'resource-control', configs: ['hw-nested', 'full'] }];
   if (modes.includes('multi-vm')) return [{ property: 'noninterference', configs: ['native'] }];
   if (modes.includes('pv')) return [{ property: 'pv-isolation', configs: ['pv'] }];
   // The I/O bitmap (hw with KVM's pass-through set): its own structural property.

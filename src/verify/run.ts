@@ -7,6 +7,8 @@ import { Machine } from '../machine/machine.js';
 import { loadProfile, type LoadedProfile } from '../profiles/index.js';
 import { createMonitor, MONITOR_MODES, monitorMemoryMiB, type Monitor } from '../vmm/index.js';
 import { buildGuest, LAYOUT, outcomeOf, type GuestProgram, type Outcome } from './guest-program.js';
+import { guestRamDma } from '../machine/devices/block-device.js';
+import { DmaWatch } from './invariants.js';
 
 /** A monitor configuration the verifier runs guests under. */
 export type Config = string;
@@ -36,13 +38,23 @@ export interface VerifyRun {
   readonly monitor: Monitor | null;
   /** The run's exit in one line. */
   readonly exit: string;
+  /** The DMA watch (`dmaWatch` runs), else null or absent. */
+  readonly dma?: DmaWatch | null;
 }
 
 export interface RunOptions {
   /** Instruction budget (default 200 000: the harness boots in about 4 000). */
   readonly maxInstructions?: number;
-  /** Attach an ATA disk (for DMA actions). */
+  /**
+   * Attach an ATA disk (for DMA actions). Its sectors hold a nonzero pattern, so that a stray
+   * DMA write shows in the memory it lands on.
+   */
   readonly disk?: boolean;
+  /**
+   * With `disk`: watch every DMA access of the disk (invariants.ts `DmaWatch`, around the
+   * device's own `guestRamDma`); a violation stops the run like `check`'s.
+   */
+  readonly dmaWatch?: boolean;
   /** Monitor memory for `native` too (MiB; to observe stray writes above guest RAM). */
   readonly nativeMonitorMiB?: number;
   /** Called every `checkEvery` instructions and at the end (invariant checks); a string stops the run as a violation. */
@@ -53,18 +65,31 @@ export interface RunOptions {
 }
 
 /** Builds the machine for `config`, attaches the monitor (mutants are read here), loads `bytes`. */
-export function prepare(config: Config, bytes: Uint8Array, options: RunOptions = {}): { machine: Machine; monitor: Monitor | null; console: number[] } {
+export function prepare(config: Config, bytes: Uint8Array, options: RunOptions = {}): { machine: Machine; monitor: Monitor | null; console: number[]; dma: DmaWatch | null } {
   const prof = verifyProfile().profile;
   const mode = config.startsWith('hw') ? 'hw' : config;
   const paging = config === 'hw-shadow' ? 'shadow' : 'nested';
   const monitorMiB = mode === 'native' ? (options.nativeMonitorMiB ?? 0) : monitorMemoryMiB(mode as never, LAYOUT.guestMiB, paging);
-  const machine = new Machine({ memoryMiB: LAYOUT.guestMiB, profile: prof, monitorMiB, disk: options.disk ? { seed: 7, sectors: 64 } : undefined });
+  const dma = options.disk && options.dmaWatch ? new DmaWatch() : null;
+  const machine = new Machine({ memoryMiB: LAYOUT.guestMiB, profile: prof, monitorMiB, disk: options.disk ? { seed: 7, image: diskPattern(), ...(dma !== null ? { dma } : {}) } : undefined });
+  // The device's own bound (mutants are read here), watched.
+  if (dma !== null) {
+    dma.bind(machine.mem, guestRamDma(machine.mem, () => { machine.disk!.counters.dmaOutsideRam++; }), () => machine.disk!.counters.dmaOutsideRam);
+    dma.onViolation = (msg) => { dma.onViolation = null; machine.cpu.stop({ kind: 'shutdown', detail: msg }); };
+  }
   const console: number[] = [];
   machine.io.registerWrite8(0xe9, (_p, v) => { console.push(v & 0xff); });
   machine.loadFlat(bytes, 'verify-guest.bin', { loadAddress: LAYOUT.code });
   const monitor = mode === 'native' ? null : createMonitor(mode, { profile: prof, paging, vpid: true });
   monitor?.attach(machine);
-  return { machine, monitor, console };
+  return { machine, monitor, console, dma };
+}
+
+/** The verifier's disk: 64 sectors of a nonzero byte pattern (0xA5 xor the low byte of the offset, never 0). */
+function diskPattern(): Uint8Array {
+  const img = new Uint8Array(64 * 512);
+  for (let i = 0; i < img.length; i++) img[i] = (0xa5 ^ (i & 0xff)) || 0x5a;
+  return img;
 }
 
 /** One line for a machine's exit. */
@@ -78,22 +103,30 @@ export function exitLine(m: Machine): string {
 /** Runs `p` under `config` and reads its outcome. */
 export function runProgram(p: GuestProgram, config: Config, options: RunOptions = {}): VerifyRun {
   const bytes = options.bytes ?? buildGuest(p);
-  const { machine, monitor, console } = prepare(config, bytes, options);
+  const { machine, monitor, console, dma } = prepare(config, bytes, options);
   const max = options.maxInstructions ?? 200_000;
   let violation: string | null = null;
-  if (options.check === undefined) {
+  const check = dma === null ? options.check
+    : (m: Machine, mon: Monitor | null): string | null => dma.violation ?? options.check?.(m, mon) ?? null;
+  if (check === undefined) {
     machine.run({ maxInstructions: max });
   } else {
     const every = options.checkEvery ?? 500;
     let left = max;
-    while (left > 0 && machine.cpu.stopReason === null && violation === null) {
-      const before = machine.cpu.instructions;
-      machine.run({ maxInstructions: Math.min(every, left) });
-      const ran = machine.cpu.instructions - before;
-      left -= Math.max(ran, 1);
-      violation = options.check(machine, monitor);
+    try {
+      while (left > 0 && machine.cpu.stopReason === null && violation === null) {
+        const before = machine.cpu.instructions;
+        machine.run({ maxInstructions: Math.min(every, left) });
+        const ran = machine.cpu.instructions - before;
+        left -= Math.max(ran, 1);
+        violation = check(machine, monitor);
+      }
+    } catch (e) {
+      // A monitor that trips over memory a stray DMA corrupted: the DMA violation is the finding.
+      if (dma?.violation == null) throw e;
+      violation = dma.violation;
     }
   }
   const exit = violation !== null ? `violation: ${violation}` : exitLine(machine);
-  return { outcome: outcomeOf(machine, exit, Uint8Array.from(console), p.paging), machine, monitor, exit };
+  return { outcome: outcomeOf(machine, exit, Uint8Array.from(console), p.paging), machine, monitor, exit, dma };
 }

@@ -74,6 +74,8 @@ export const MUTANTS: readonly MutantInfo[] = [
     description: "an external interrupt is injected at once although the guest's RFLAGS.IF is clear (or STI/MOV SS blocking), instead of arming interrupt-window exiting" },
   { name: 'pv-evtchn-wrong-domain', modes: ['pv', 'multi-vm'], where: 'pv/event-channel.ts: send',
     description: 'EVTCHNOP_send on an interdomain channel between pv domains sets the pending bit in another domain than the peer (the lowest-numbered other one): an event delivered to the wrong domain' },
+  { name: 'dma-no-bound', modes: ['native', 'trap', 'full', 'hw-nested', 'hw-shadow'], where: 'devices/block-device.ts: guestRamDma (read at attach)',
+    description: "bus-master DMA is bounded by the whole of physical memory instead of the guest's RAM (no IOMMU-style bound): a DMA descriptor pointing past the guest's RAM reads or writes the monitor's memory" },
 ];
 
 /** Names of the catalogue. */

@@ -17,6 +17,7 @@ import {
   InputMismatchError, SeededRandom,
   type DeviceHost, type DeviceInput, type DmaMemory, type InputObserver, type InputSource,
 } from './device-io.js';
+import { mutant } from '../../vmm/mutants.js';
 
 /** Primary channel command block, control block (alternate status / device control), IRQ. */
 export const ATA_PRIMARY_BASE = 0x1f0;
@@ -233,10 +234,13 @@ export interface AtaCounters {
  * reaching past it is a master abort, as on a PC where nothing answers the address: reads
  * give all ones there, writes go no further than the guest's RAM, and the call returns false
  * so the device reports its error (`onRefused` counts it).
+ * The verifier's mutant `dma-no-bound` (src/vmm/mutants.ts) bounds it by the whole of
+ * physical memory instead (no IOMMU-style bound); it is read here, when the device is
+ * attached, never per access.
  */
 export function guestRamDma(mem: PhysicalMemory, onRefused: () => void): DmaMemory {
   const u8 = mem.u8;
-  const size = mem.guestSize;
+  const size = mutant('dma-no-bound') ? u8.length : mem.guestSize;
   return {
     read(addr: number, dst: Uint8Array): boolean {
       const a = addr >>> 0, n = dst.length;
