@@ -142,3 +142,28 @@ describe('hw --paging shadow: descriptor accessed-bit writes during exception de
     });
   }
 });
+
+describe('hw --paging nested: the EPT applies while the guest has paging off', () => {
+  // Found by resource-control's DMA work: with the guest's paging off the CPU returned the
+  // linear address as physical without the EPT, so a plain store beyond guest RAM wrote the
+  // monitor's EPT root. Natively that memory does not exist (open bus).
+  it('loads and stores beyond guest RAM read all ones and change nothing, as on the bare machine', () => {
+    const a = new Assembler({ bits: 32, origin: CODE });
+    a.mov(eax, dword(0x800000));
+    a.mov(dword(0x800000), 0x12345678);
+    a.mov(ebx, dword(0x800000));
+    a.mov(ecx, dword(0x7ffffc)); // the last word of guest RAM: plain memory
+    a.mov(dword(0x7ffffc), 0x5a5a5a5a);
+    a.mov(edx, dword(0x7ffffc));
+    dumpAndExit(a, [eax, ebx, ecx, edx]);
+    const bytes = a.build().sections.find((s) => s.name === 'text')!.bytes;
+    const { machine } = prepare('hw-nested', bytes);
+    const monitorWords = Array.from({ length: 1024 }, (_, i) => machine.mem.read32(0x800000 + 4 * i));
+    machine.run({ maxInstructions: 100_000 });
+    expect(exitLine(machine)).toBe('exit 1') // isa-debug-exit: (0 << 1) | 1;
+    expect(Array.from({ length: 4 }, (_, i) => machine.mem.read32(DUMP + 4 * i) >>> 0)).toEqual([0xffffffff, 0xffffffff, 0, 0x5a5a5a5a]);
+    expect(Array.from({ length: 1024 }, (_, i) => machine.mem.read32(0x800000 + 4 * i))).toEqual(monitorWords);
+    const r = both(bytes, 'hw-nested', [[DUMP, DUMP + 16]]);
+    expect(r.vm).toEqual(r.native);
+  });
+});

@@ -350,7 +350,9 @@ export class Cpu {
    * this is an implicit supervisor access such as a descriptor-table read).
    */
   translate(lin: number, write: boolean, user: boolean): number {
-    if (!this.pagingOn) return lin >>> 0;
+    // Paging off: linear = physical, unless a monitor's walker translates guest-physical
+    // addresses (EPT applies with the guest's paging off too: unrestricted guest).
+    if (!this.pagingOn && this.pageWalker === null) return lin >>> 0;
     return this.translatePaged(lin >>> 0, write ? Access.Write : Access.Read, user, this.dtlb);
   }
 
@@ -445,7 +447,7 @@ export class Cpu {
     const eip = this.eip >>> 0;
     if (eip > this.segHi[CS]!) this.raise(Vec.GP, 0);
     const lin = (this.segBase[CS]! + eip) >>> 0;
-    const phys = this.pagingOn
+    const phys = this.pagingOn || this.pageWalker !== null
       ? this.translatePaged(lin, Access.Fetch, this.cpl === 3, this.itlb)
       : lin;
     const pageOff = lin & 0xfff;
@@ -667,7 +669,7 @@ export class Cpu {
       this.segmentFault(seg);
     }
     const lin = (this.segBase[seg]! + off) >>> 0;
-    if (!this.pagingOn) return lin;
+    if (!this.pagingOn && this.pageWalker === null) return lin;
     return this.translatePaged(lin, write ? Access.Write : Access.Read, this.cpl === 3, this.dtlb);
   }
 

@@ -393,7 +393,7 @@ export interface NestedCounters {
   guestPageFaults: number;
 }
 
-const CR0_WP = 0x10000, CR4_PSE = 0x10;
+const CR0_PE = 0x1, CR0_WP = 0x10000, CR0_PG = 0x80000000, CR4_PSE = 0x10;
 
 /**
  * Translates a guest-linear address through the guest's 2-level 32-bit tables (4 KiB pages,
@@ -450,6 +450,18 @@ export class NestedWalker {
     const write = access === GuestAccess.Write;
     const errBase = (write ? 2 : 0) | (user ? 4 : 0);
     const wp = (cr0 & CR0_WP) !== 0;
+
+    if ((cr0 & CR0_PG) === 0 || (cr0 & CR0_PE) === 0) {
+      // The guest's paging is off (unrestricted guest): guest-physical = linear, every access
+      // allowed by the guest, and the EPT still applies (SDM Vol. 3C 26.6.2 / 28.2.1).
+      this.user = true; this.rw = true; this.dirty = true; this.global = false; this.large = false;
+      this.gpa = lin;
+      const hpa0 = ept.translate(lin, access === GuestAccess.Write ? EptAccess.Write : access === GuestAccess.Fetch ? EptAccess.Fetch : EptAccess.Read);
+      if (hpa0 < 0) return this.eptFault(true);
+      this.fault = NestedFault.None;
+      this.hpa = hpa0;
+      return hpa0;
+    }
 
     const pdeGpa = ((cr3 & 0xfffff000) + ((lin >>> 22) << 2)) >>> 0;
     const pdeHpa = ept.translate(pdeGpa, EptAccess.Read);
