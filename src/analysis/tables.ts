@@ -31,7 +31,9 @@ export function loadExperiment(dir: string): Experiment {
   const results = new Map<string, UnitResult>();
   for (const u of manifest.units) {
     if (!existsSync(runFile(dir, u.id))) continue;
-    const r = readResult(dir, u);
+    // Stored results are reported whatever code made them (provenance names it); only
+    // --resume insists on the current code.
+    const r = readResult(dir, u, { anyCode: true });
     if (r) results.set(u.id, r);
   }
   return { dir, manifest, results };

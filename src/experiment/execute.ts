@@ -47,6 +47,8 @@ export interface UnitResult {
   readonly divergence?: string | null;
   /** For a recording task (id `record:<key>`): what `ensureTrace` did. */
   readonly recording?: TraceOutcome;
+  /** The identity of the code that made the result (SHA-256 of virtlab's sources), set when stored. */
+  readonly code?: string;
 }
 
 /** The outcome of making sure a unit's recording exists (`ensureTrace`). */

@@ -10,7 +10,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../trace/run-record.js';
 import type { UnitResult } from './execute.js';
@@ -49,6 +49,33 @@ export function packageRoot(): string {
     if (existsSync(join(p, 'package.json'))) return p;
   }
   return process.cwd();
+}
+
+let codeId: string | null = null;
+
+/**
+ * The identity of the code that computes a run: SHA-256 over the package's `src/` tree
+ * (every file, by relative path and bytes; the compiled module directory when there is no
+ * `src/`). A stored result made by other code is not reused by `--resume` (`readResult`), so a
+ * changed monitor or cost model never mixes stale numbers into a report. Computed once per
+ * process (about 160 files).
+ */
+export function codeIdentity(): string {
+  if (codeId !== null) return codeId;
+  const root = join(packageRoot(), 'src');
+  const base = existsSync(root) ? root : new URL('..', import.meta.url).pathname;
+  const files: string[] = [];
+  const walk = (d: string, rel: string): void => {
+    for (const e of readdirSync(d, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+      if (e.isDirectory()) walk(join(d, e.name), `${rel}${e.name}/`);
+      else if (e.isFile()) files.push(`${rel}${e.name}`);
+    }
+  };
+  walk(base, '');
+  const h = createHash('sha256');
+  for (const f of files) h.update(f).update('\0').update(readFileSync(join(base, f))).update('\0');
+  codeId = h.digest('hex');
+  return codeId;
 }
 
 /** virtlab's version, git commit (if in a git checkout), Node version. */
@@ -153,8 +180,12 @@ export function openStore(dir: string, manifest: Manifest, resume: boolean): voi
   writeFileAtomic(f, JSON.stringify(manifest, null, 2) + '\n');
 }
 
-/** A stored result if DIR/runs/<id>.json exists, parses and belongs to this unit; else null. */
-export function readResult(dir: string, unit: RunUnit): UnitResult | null {
+/**
+ * A stored result if DIR/runs/<id>.json exists, parses and belongs to this unit; else null.
+ * By default (what `--resume` decides with) it must also have been made by this code
+ * (`codeIdentity`); `anyCode` accepts a result of other code (a report of stored runs).
+ */
+export function readResult(dir: string, unit: RunUnit, opts: { readonly anyCode?: boolean } = {}): UnitResult | null {
   const f = runFile(dir, unit.id);
   if (!existsSync(f)) return null;
   try {
@@ -162,6 +193,8 @@ export function readResult(dir: string, unit: RunUnit): UnitResult | null {
     if (r.schema !== 'virtlab.experiment-run/1' || r.id !== unit.id) return null;
     if (canonicalJson(specIdentity(r.spec)) !== canonicalJson(specIdentity(unit.spec))) return null;
     if (r.status !== 'ok' && r.status !== 'failed') return null;
+    // Made by other code (or before results carried the code identity): run it again.
+    if (opts.anyCode !== true && r.code !== codeIdentity()) return null;
     if (r.status === 'ok' && (r.record === null || typeof r.record.cycles !== 'number' || !Array.isArray(r.timeline))) return null;
     // Results of a virtlab before the boot snapshot lack `userStart` (the reports measure cycles
     // after boot): such a run is not counted, so --resume runs it again.
@@ -176,10 +209,11 @@ export function readResult(dir: string, unit: RunUnit): UnitResult | null {
 }
 
 /**
- * Writes a unit's result atomically (temporary file, then rename). The spec is stored without
- * `traceDir`: where the runner kept the traces is not part of the run (the trace is named by
- * its key and SHA-256), so the same scenario under another `-o` gives the same bytes.
+ * Writes a unit's result atomically (temporary file, then rename), with the identity of the
+ * code that made it (`codeIdentity`). The spec is stored without `traceDir`: where the runner
+ * kept the traces is not part of the run (the trace is named by its key and SHA-256), so the
+ * same scenario under another `-o` gives the same bytes.
  */
 export function writeResult(dir: string, r: UnitResult): void {
-  writeFileAtomic(runFile(dir, r.id), JSON.stringify({ ...r, spec: specIdentity(r.spec) }) + '\n');
+  writeFileAtomic(runFile(dir, r.id), JSON.stringify({ ...r, spec: specIdentity(r.spec), code: codeIdentity() }) + '\n');
 }

@@ -7,7 +7,7 @@ import type { UnitResult } from '../../src/experiment/execute.js';
 import { expandMatrix, type RunUnit } from '../../src/experiment/matrix.js';
 import { runExperiment } from '../../src/experiment/runner.js';
 import { validateScenario } from '../../src/experiment/scenario.js';
-import { recordingTasks, runFile, tracesDir, withTraceDir } from '../../src/experiment/store.js';
+import { codeIdentity, recordingTasks, runFile, tracesDir, withTraceDir } from '../../src/experiment/store.js';
 import { loadProfile } from '../../src/profiles/index.js';
 import { readTrace, recordTrace } from '../../src/trace/index.js';
 
@@ -111,6 +111,19 @@ describe('runner: record once, replay under every mode', () => {
     const r = await runExperiment(scenario, { dir, resume: true, ...quiet });
     expect(r).toMatchObject({ recorded: 1, reusedTraces: 0, ran: 0, skipped: 5, failed: 0 });
     expect(readFileSync(f).equals(good)).toBe(true);
+  });
+
+  it('a stored run made by other code is run again by --resume, but still reported', async () => {
+    const u = byMode('trap');
+    const stored = read(dir, u);
+    expect(stored.code).toBe(codeIdentity());
+    expect(stored.code).toMatch(/^[0-9a-f]{64}$/);
+    writeFileSync(runFile(dir, u.id), JSON.stringify({ ...stored, code: '0'.repeat(64) }));
+    // The report takes the stored result as it is (its code is provenance, not validity).
+    expect(loadExperiment(dir).results.get(u.id)?.code).toBe('0'.repeat(64));
+    const r = await runExperiment(scenario, { dir, resume: true, ...quiet });
+    expect(r).toMatchObject({ recorded: 0, ran: 1, skipped: 4, failed: 0 });
+    expect(read(dir, u)).toEqual(stored);
   });
 
   it('a stored replay whose trace bytes changed is run again', async () => {
