@@ -36,6 +36,12 @@ const enum Access { Read = 0, Write = 1, Fetch = 2 }
  * calls `raise` (which throws) before changing any architectural state it cannot restore,
  * so a faulting instruction restarts cleanly from `instrStart`.
  */
+/** A monitor's TLB-miss walk (`Cpu.pageWalker`). */
+export interface PageWalker {
+  walk(cpu: Cpu, lin: number, access: number, user: boolean, tlb: Tlb): number;
+  readonly largePage: boolean;
+}
+
 export class Cpu {
   readonly mem: PhysicalMemory;
   /** `mem.u8`, cached for the fetch fast path. */
@@ -117,7 +123,14 @@ export class Cpu {
   // ---- paging ----
   readonly itlb: Tlb;
   readonly dtlb: Tlb;
+  /** CR0.PG and CR0.PE: the guest's own paging (its tables translate linear addresses). */
   private pagingOn = false;
+  /**
+   * Addresses go through the TLB and a walk: the guest's paging is on, or a monitor's walker
+   * is installed (EPT translates guest-physical addresses with the guest's paging off too:
+   * an unrestricted guest). Derived in `updatePaging`.
+   */
+  private translating = false;
   /** Memory references made by page walks (PDE/PTE reads). */
   walkRefs = 0;
   /** Page-walk accessed/dirty bit updates written to memory. */
@@ -307,6 +320,7 @@ export class Cpu {
   /** Re-reads CR0.PG and drops cached translations; call after any CR0/CR3/CR4 change. */
   updatePaging(): void {
     this.pagingOn = (this.cr0 & CR0_PG) !== 0 && (this.cr0 & CR0_PE) !== 0;
+    this.translating = this.pagingOn || this.pageWalker !== null;
     this.fetchLen = 0;
   }
 
@@ -341,18 +355,17 @@ export class Cpu {
    * through the guest's tables and the EPT), or null for the CPU's own walk. Consulted only
    * on a TLB miss, so native speed is unaffected. `walk` fills `tlb`, counts its references
    * in `walkRefs` and charges them to `cycles`; `largePage` says the fill was a piece of a
-   * 4 MiB guest page (INVLPG must then drop whole regions).
+   * 4 MiB guest page (INVLPG must then drop whole regions). Call `updatePaging` after
+   * setting it (translation with the guest's paging off depends on it).
    */
-  pageWalker: { walk(cpu: Cpu, lin: number, access: number, user: boolean, tlb: Tlb): number; readonly largePage: boolean } | null = null;
+  pageWalker: PageWalker | null = null;
 
   /**
    * Linear → physical for a data access at the current privilege (`user` = CPL 3 unless
    * this is an implicit supervisor access such as a descriptor-table read).
    */
   translate(lin: number, write: boolean, user: boolean): number {
-    // Paging off: linear = physical, unless a monitor's walker translates guest-physical
-    // addresses (EPT applies with the guest's paging off too: unrestricted guest).
-    if (!this.pagingOn && this.pageWalker === null) return lin >>> 0;
+    if (!this.translating) return lin >>> 0;
     return this.translatePaged(lin >>> 0, write ? Access.Write : Access.Read, user, this.dtlb);
   }
 
@@ -447,7 +460,7 @@ export class Cpu {
     const eip = this.eip >>> 0;
     if (eip > this.segHi[CS]!) this.raise(Vec.GP, 0);
     const lin = (this.segBase[CS]! + eip) >>> 0;
-    const phys = this.pagingOn || this.pageWalker !== null
+    const phys = this.translating
       ? this.translatePaged(lin, Access.Fetch, this.cpl === 3, this.itlb)
       : lin;
     const pageOff = lin & 0xfff;
@@ -669,7 +682,7 @@ export class Cpu {
       this.segmentFault(seg);
     }
     const lin = (this.segBase[seg]! + off) >>> 0;
-    if (!this.pagingOn && this.pageWalker === null) return lin;
+    if (!this.translating) return lin;
     return this.translatePaged(lin, write ? Access.Write : Access.Read, this.cpl === 3, this.dtlb);
   }
 

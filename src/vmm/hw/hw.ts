@@ -182,7 +182,7 @@ export class HwMonitor {
       // `Cpu.pageWalker` (consulted on a TLB miss); install only where it exists, so that a
       // CPU without it is reported (`ept.2d-walk-modelled` 0) rather than silently wrong.
       const hook = cpu as unknown as { pageWalker?: unknown };
-      if ('pageWalker' in hook) { hook.pageWalker = this.nested; this.walkModelled = true; }
+      if ('pageWalker' in hook) { hook.pageWalker = this.nested; this.walkModelled = true; cpu.updatePaging(); }
     }
     cpu.setTable(this.table);
     cpu.monitor = this;
