@@ -17,7 +17,7 @@ import { runMultiVm, CLAIMS_TIMING_ISOLATION, TLB_POLICIES, type Slice, type Tlb
 import { withMutant } from '../vmm/mutants.js';
 import { kernelProgram, secretProgram } from './arbitraries.js';
 import { buildGuest, LAYOUT, listing, outcomeOf, type GuestProgram, type Item } from './guest-program.js';
-import { checkKernelPair, scheduleArb, secretKernelProgram, type KernelPairCase, type SecretProgram } from './pv-pair.js';
+import { checkKernelPair, scheduleArb, secretKernelProgram, type KernelPairCase, type PairVerdict, type SecretProgram } from './pv-pair.js';
 import { CONFIGS, prepare, verifyProfile, type Config, type VerifyRun } from './run.js';
 import { difference, search, supported, type PropertyInfo, type PropertyOptions, type PropertyReport } from './search.js';
 import { buildUserGuest, userListing, userProgram } from './user-program.js';
@@ -130,6 +130,29 @@ const scheduleText = (s: readonly Slice[]): string => s.map((x) => `${'ABC'[x.vm
 
 interface Partial0 { failed: boolean; runs: number; seconds: number; firstFailure: { run: number; seconds: number } | null; cx: PropertyReport['counterexample'] }
 
+/**
+ * A pair search over `configs`: `checkerFor(k)` prepares a case (e.g. builds A's image once)
+ * and checks it under one configuration; timing differences where the policy does not claim
+ * isolation are counted in `channel` under `channelKey`.
+ */
+function pairSearch<K extends { readonly policy: TlbPolicy }>(
+  arb: fc.Arbitrary<K>, configs: readonly Config[], runs: number, seed: number, channel: Map<string, number>,
+  channelKey: (c: Config, k: K) => string, checkerFor: (k: K) => (c: Config) => Pick<PairVerdict, 'failure' | 'channel'>,
+  counterexample: (k: K, message: string) => NonNullable<PropertyReport['counterexample']>,
+): Partial0 {
+  const s = search<K>(arb, (k) => {
+    const check = checkerFor(k);
+    for (const c of configs) {
+      const v = check(c);
+      if (v.failure !== null) return v.failure;
+      if (v.channel !== null) counts(channel, channelKey(c, k));
+    }
+    return null;
+  }, runs, seed);
+  const k = s.counterexample;
+  return { failed: s.failed, runs: s.runs, seconds: s.seconds, firstFailure: s.firstFailure, cx: k === null ? null : counterexample(k, s.message ?? '') };
+}
+
 /** The flat-harness search over `configs`. */
 function flatSearch(o: PropertyOptions, configs: readonly Config[], runs: number, channel: Map<string, number>): Partial0 {
   const prog = secretProgram();
@@ -138,45 +161,24 @@ function flatSearch(o: PropertyOptions, configs: readonly Config[], runs: number
     schedule: flatSchedule(), lifetime: fc.constantFrom('concurrent' as const, 'successor' as const),
     c: fc.option(secretProgram(), { freq: 3 }),
   }).map((k) => ({ ...k, schedule: k.c === null ? k.schedule.filter((x) => x.vm < 2) : k.schedule }));
-  const s = search<FlatPairCase>(arb, (k) => {
-    for (const c of configs) {
-      const v = checkFlatPair(k, c);
-      if (v.failure !== null) return v.failure;
-      if (v.channel !== null) counts(channel, `${c} ${k.policy}`);
-    }
-    return null;
-  }, runs, o.seed ?? 1);
-  const k = s.counterexample;
-  return {
-    failed: s.failed, runs: s.runs, seconds: s.seconds, firstFailure: s.firstFailure,
-    cx: k === null ? null : {
-      program: { pair: { harness: 'flat', ...k, configs } }, listing: listing(k.a.items), message: s.message ?? '',
+  return pairSearch<FlatPairCase>(arb, configs, runs, o.seed ?? 1, channel, (c, k) => `${c} ${k.policy}`,
+    (k) => (c) => checkFlatPair(k, c),
+    (k, message) => ({
+      program: { pair: { harness: 'flat', ...k, configs } }, listing: listing(k.a.items), message,
       extra: { b0: listing(k.b0.items), b1: listing(k.b1.items), policy: k.policy, schedule: scheduleText(k.schedule), lifetime: k.lifetime, ...(k.c ? { c: listing(k.c.items) } : {}) },
-    },
-  };
+    }));
 }
 
 /** The kernel-pair search over `configs` (A's image built once per case). */
 function kernelSearch(o: PropertyOptions, configs: readonly Config[], runs: number, channel: Map<string, number>): Partial0 {
   const secret = secretKernelProgram();
   const arb = fc.record({ a: userProgram({ maxLength: 10 }), b0: secret, b1: secret, policy: fc.constantFrom(...TLB_POLICIES), schedule: kernelSchedule() });
-  const s = search<KernelPairCase>(arb, (k) => {
-    const img = buildUserGuest(k.a);
-    for (const c of configs) {
-      const v = checkKernelPair(k, c, img);
-      if (v.failure !== null) return v.failure;
-      if (v.channel !== null) counts(channel, `${c} (kernel pair) ${k.policy}`);
-    }
-    return null;
-  }, runs, o.seed ?? 1);
-  const k = s.counterexample;
-  return {
-    failed: s.failed, runs: s.runs, seconds: s.seconds, firstFailure: s.firstFailure,
-    cx: k === null ? null : {
-      program: { pair: { harness: 'kernel', ...k, configs } }, listing: userListing(k.a.items), message: s.message ?? '',
+  return pairSearch<KernelPairCase>(arb, configs, runs, o.seed ?? 1, channel, (c, k) => `${c} (kernel pair) ${k.policy}`,
+    (k) => { const img = buildUserGuest(k.a); return (c) => checkKernelPair(k, c, img); },
+    (k, message) => ({
+      program: { pair: { harness: 'kernel', ...k, configs } }, listing: userListing(k.a.items), message,
       extra: { b0: secretText(k.b0), b1: secretText(k.b1), policy: k.policy, schedule: scheduleText(k.schedule) },
-    },
-  };
+    }));
 }
 
 /** A secret in one line per action. */
