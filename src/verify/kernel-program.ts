@@ -46,7 +46,7 @@ import type { PvopKind } from '../x86/pvop.js';
 import { plainInstruction, registers } from './arbitraries.js';
 import { emitRegisterOp, REGS, type Ins, type RegName } from './guest-program.js';
 import { mappingCheck } from './invariants.js';
-import { checkDomain, type PvDomain } from './pv-isolation.js';
+import { attacks, checkDomain, type PvDomain, type PvRunResult } from './pv-isolation.js';
 import { userDifference } from './user-program.js';
 import { verifyProfile, type Config } from './run.js';
 import { minimizeProgram, search, searchState, type KernelProgramCx, type PropertyInfo, type PropertyOptions, type PropertyReport, type Search } from './search.js';
@@ -571,19 +571,8 @@ const ERRNOS = new Set<number>(Object.values(XEN_ERRNO).map((e) => -e));
 const MM_CALLS = new Set<number>([HYPERCALL.mmu_update, HYPERCALL.mmuext_op, HYPERCALL.update_va_mapping, HYPERCALL.multicall]);
 const HC_NAME: Record<number, string> = Object.fromEntries(Object.entries(HYPERCALL).map(([k, v]) => [v, k]));
 
-function attacks(m: PvMonitor): number {
-  let n = 0;
-  for (const [k, v] of Object.entries(m.stats())) if (k.startsWith('attack.')) n += v;
-  return n;
-}
-
-/** How a hostile program's pv run went. */
-export interface PvKernelRun {
-  /** The first violated invariant, or null. */
-  readonly violation: string | null;
-  /** How the run ended (exit, panic message) and the refused hypercalls, one per line. */
-  readonly log: readonly string[];
-}
+/** How a hostile program's run went: the first violated invariant (or null), and a log of how it ended and the refused hypercalls. */
+export type PvKernelRun = PvRunResult;
 
 /**
  * Runs `p` (hostile or not) under `pv` and checks the hypervisor's invariants: every refused

@@ -287,7 +287,8 @@ const EVT: Record<string, number> = {
   send: EVTCHNOP.send, close: EVTCHNOP.close, unmask: EVTCHNOP.unmask, bind_virq: EVTCHNOP.bind_virq, bind_ipi: EVTCHNOP.bind_ipi, alloc_unbound: EVTCHNOP.alloc_unbound, bind_interdomain: EVTCHNOP.bind_interdomain,
 };
 
-function attacks(m: PvMonitor): number {
+/** The sum of a pv monitor's `attack.*` counters (refusals it counted). */
+export function attacks(m: PvMonitor): number {
   let n = 0;
   for (const [k, v] of Object.entries(m.stats())) if (k.startsWith('attack.')) n += v;
   return n;
